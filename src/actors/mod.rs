@@ -1,0 +1,31 @@
+//! The actors that move each job through its life: persistence (writer and readers),
+//! a queue per queue with its worker pool, the janitor, and the supervisor that starts
+//! them from configuration and runs shutdown.
+
+pub mod events;
+pub mod janitor;
+pub mod queue;
+pub mod store;
+pub mod supervisor;
+pub mod worker;
+
+use crate::config::Config;
+use crate::jobs::{Breakpoints, Registry};
+use std::sync::Arc;
+
+/// What every engine actor shares: handed down from the supervisor to queues and workers.
+#[derive(Clone)]
+pub struct Shared {
+    /// Persistence actors.
+    pub store: store::Store,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// In-process signals.
+    pub events: Arc<events::Events>,
+    /// Job kinds by endpoint.
+    pub registry: Registry,
+    /// Points where tests can hold running jobs.
+    pub breakpoints: Arc<Breakpoints>,
+    /// This node's id: the owner of its leases.
+    pub node: String,
+}

@@ -1,0 +1,242 @@
+//! A queue actor owns one queue's worker pool on this node. It claims as many due jobs as
+//! it has idle workers, in one batch with a lease, and hands them out; it wakes on a
+//! committed submit, on a worker becoming free, and on a slow poll as a backstop (jobs
+//! submitted on another node, jobs whose lease was taken back). Every `heartbeat` it renews
+//! the leases of all jobs it runs in one statement and drops those it no longer holds.
+
+use super::events::{StopJob, Wake};
+use super::store::{ClaimJobs, RenewLeases};
+use super::worker::{AbandonJob, HandBack, Worker, WorkerDone};
+use super::Shared;
+use crate::config::QueueSettings;
+use crate::db::jobs::ClaimedJob;
+use crate::model::time;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How often a queue looks for work when nothing woke it.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Stops claiming; answers once no job of this queue runs on this node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Hands every running job back to `pending` (end of the shutdown grace).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandBackAll;
+
+/// One queue on this node.
+pub struct Queue {
+    name: String,
+    settings: QueueSettings,
+    shared: Shared,
+    workers: Vec<Addr<Worker>>,
+    idle: Vec<usize>,
+    /// Jobs running here: id → (attempt, worker index).
+    running: HashMap<String, (i32, usize)>,
+    claiming: bool,
+    wake_again: bool,
+    draining: bool,
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl Queue {
+    /// A queue with its settings; workers start with the actor.
+    pub fn new(name: String, settings: QueueSettings, shared: Shared) -> Queue {
+        Queue {
+            name,
+            settings,
+            shared,
+            workers: Vec::new(),
+            idle: Vec::new(),
+            running: HashMap::new(),
+            claiming: false,
+            wake_again: false,
+            draining: false,
+            drained: Vec::new(),
+        }
+    }
+
+    fn claim(&mut self, ctx: &mut Context<Self>) {
+        if self.draining || self.idle.is_empty() {
+            return;
+        }
+        if self.claiming {
+            self.wake_again = true;
+            return;
+        }
+        self.claiming = true;
+        self.wake_again = false;
+        let limit = self.idle.len();
+        let op = ClaimJobs {
+            queue: self.name.clone(),
+            node: self.shared.node.clone(),
+            limit: limit as i64,
+            max_per_eshop: i64::from(self.shared.config.max_running_per_eshop),
+            lease: time::micros(self.shared.config.lease),
+        };
+        let store = self.shared.store.clone();
+        async move { store.write(op).await }
+            .into_actor(self)
+            .map(move |claimed, act, ctx| {
+                act.claiming = false;
+                match claimed {
+                    Ok(jobs) => {
+                        let full = jobs.len() == limit;
+                        for job in jobs {
+                            act.dispatch(job);
+                        }
+                        if full || act.wake_again {
+                            act.claim(ctx);
+                        }
+                    }
+                    Err(e) => log::error!("claiming jobs of queue {} failed: {e}", act.name),
+                }
+                act.check_drained();
+            })
+            .spawn(ctx);
+    }
+
+    fn dispatch(&mut self, job: ClaimedJob) {
+        let worker = self.idle.pop().expect("claimed no more than idle workers");
+        self.running.insert(job.id.clone(), (job.attempt, worker));
+        self.workers[worker].do_send(super::worker::RunJob(job));
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.running.is_empty() {
+            return;
+        }
+        let op = RenewLeases {
+            node: self.shared.node.clone(),
+            ids: self.running.keys().cloned().collect(),
+            lease: time::micros(self.shared.config.lease),
+        };
+        let store = self.shared.store.clone();
+        async move { store.write(op).await }
+            .into_actor(self)
+            .map(|held, act, _| match held {
+                Ok(held) => {
+                    let held: HashMap<String, i32> = held.into_iter().collect();
+                    let lost: Vec<String> = act
+                        .running
+                        .iter()
+                        .filter(|(id, (attempt, _))| held.get(*id) != Some(attempt))
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in lost {
+                        log::warn!("job {id} is no longer held by this node; stopping it");
+                        act.abandon(&id);
+                    }
+                }
+                Err(e) => log::error!("renewing leases of queue {} failed: {e}", act.name),
+            })
+            .spawn(ctx);
+    }
+
+    fn abandon(&mut self, id: &str) {
+        if let Some((_, worker)) = self.running.get(id) {
+            self.workers[*worker].do_send(AbandonJob);
+        }
+    }
+
+    fn check_drained(&mut self) {
+        if self.draining && self.running.is_empty() && !self.claiming {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Queue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let arbiter = Arbiter::new();
+        let done = ctx.address().recipient::<WorkerDone>();
+        for index in 0..self.settings.workers {
+            let worker = Worker::new(
+                index,
+                done.clone(),
+                self.settings.max_run_time,
+                self.shared.clone(),
+            );
+            self.workers
+                .push(Worker::start_in_arbiter(&arbiter.handle(), |_| worker));
+            self.idle.push(index);
+        }
+        self.shared.events.register_queue(
+            &self.name,
+            ctx.address().recipient(),
+            ctx.address().recipient(),
+        );
+        ctx.run_interval(POLL_INTERVAL, |act, ctx| act.claim(ctx));
+        ctx.run_interval(self.shared.config.heartbeat, |act, ctx| act.heartbeat(ctx));
+        self.claim(ctx);
+    }
+}
+
+impl Handler<Wake> for Queue {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.claim(ctx);
+    }
+}
+
+impl Handler<StopJob> for Queue {
+    type Result = ();
+    fn handle(&mut self, msg: StopJob, _: &mut Context<Self>) {
+        self.abandon(&msg.id);
+    }
+}
+
+impl Handler<WorkerDone> for Queue {
+    type Result = ();
+    fn handle(&mut self, msg: WorkerDone, ctx: &mut Context<Self>) {
+        if self
+            .running
+            .get(&msg.id)
+            .is_some_and(|(_, w)| *w == msg.worker)
+        {
+            self.running.remove(&msg.id);
+        }
+        self.idle.push(msg.worker);
+        self.check_drained();
+        self.claim(ctx);
+    }
+}
+
+impl Handler<Drain> for Queue {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        let (tx, rx) = oneshot::channel();
+        self.drained.push(tx);
+        self.check_drained();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<HandBackAll> for Queue {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: HandBackAll, _: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        let busy: Vec<Addr<Worker>> = self
+            .running
+            .values()
+            .map(|(_, w)| self.workers[*w].clone())
+            .collect();
+        Box::pin(async move {
+            for w in busy {
+                let _ = w.send(HandBack).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,344 @@
+//! Messages about jobs and their results.
+
+use super::{ReadOp, WriteOp};
+use crate::db::jobs::{self, ClaimedJob, Job, JobFilter, Outcome};
+use crate::db::{notifications, results, DbConnection};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{time, Micros, Zone};
+use diesel::prelude::*;
+
+/// Commits a new job (or finds the one its idempotency key already created).
+pub struct SubmitJob {
+    /// The job, status `pending`.
+    pub job: Job,
+    /// The client's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// How long an idempotency key answers the same job.
+pub const IDEMPOTENCY_WINDOW: Micros = 24 * 3600 * time::SECOND;
+
+/// The answer to [`SubmitJob`].
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The job's id.
+    pub job_id: String,
+    /// Its queue (to wake).
+    pub queue: String,
+    /// False when an idempotency key answered an existing job.
+    pub created: bool,
+}
+
+impl WriteOp for SubmitJob {
+    type Output = Submitted;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Submitted> {
+        let queue = self.job.queue.clone();
+        let (job_id, created) = jobs::insert(
+            conn,
+            &self.job,
+            self.idempotency_key.as_deref(),
+            IDEMPOTENCY_WINDOW,
+        )?;
+        Ok(Submitted {
+            job_id,
+            queue,
+            created,
+        })
+    }
+}
+
+/// Reads one job of an e-shop.
+pub struct GetJob {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Job id.
+    pub id: String,
+    /// Jobs created before this are gone (retention).
+    pub cutoff: Micros,
+}
+
+impl ReadOp for GetJob {
+    type Output = Job;
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Job> {
+        jobs::get(conn, self.eshop_id, &self.id, self.cutoff)
+    }
+}
+
+/// Reads a job by id alone (result downloads, where the URL secret is the credential).
+pub struct GetJobForResult {
+    /// Job id.
+    pub id: String,
+    /// Jobs created before this are gone (retention).
+    pub cutoff: Micros,
+}
+
+impl ReadOp for GetJobForResult {
+    type Output = Job;
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Job> {
+        jobs::get_unscoped(conn, &self.id, self.cutoff)
+    }
+}
+
+/// One page of an e-shop's jobs.
+pub struct ListJobs {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Filters.
+    pub filter: JobFilter,
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return.
+    pub limit: i64,
+    /// Jobs created before this are gone (retention).
+    pub cutoff: Micros,
+}
+
+impl ReadOp for ListJobs {
+    type Output = (Vec<Job>, i64);
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+        jobs::list(
+            conn,
+            self.eshop_id,
+            &self.filter,
+            self.offset,
+            self.limit,
+            time::now(),
+            self.cutoff,
+        )
+    }
+}
+
+/// Claims a batch of pending jobs of a queue for this node's idle workers.
+pub struct ClaimJobs {
+    /// Queue name.
+    pub queue: String,
+    /// This node's id (the lease owner).
+    pub node: String,
+    /// How many idle workers wait.
+    pub limit: i64,
+    /// `max_running_per_eshop`.
+    pub max_per_eshop: i64,
+    /// Lease length.
+    pub lease: Micros,
+}
+
+impl WriteOp for ClaimJobs {
+    type Output = Vec<ClaimedJob>;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedJob>> {
+        let now = time::now();
+        jobs::claim(
+            conn,
+            &self.queue,
+            &self.node,
+            self.limit,
+            self.max_per_eshop,
+            now + self.lease,
+            now,
+        )
+    }
+}
+
+/// Renews the leases of this node's running jobs; answers those it still holds.
+pub struct RenewLeases {
+    /// This node.
+    pub node: String,
+    /// The jobs its workers run.
+    pub ids: Vec<String>,
+    /// Lease length.
+    pub lease: Micros,
+}
+
+impl WriteOp for RenewLeases {
+    type Output = Vec<(String, i32)>;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+        jobs::renew_leases(conn, &self.node, &self.ids, time::now() + self.lease)
+    }
+}
+
+/// Ends a running attempt (fenced by id and attempt) and records `job:finished`.
+pub struct FinishJob {
+    /// Job id.
+    pub id: String,
+    /// The attempt that ran.
+    pub attempt: i32,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Log lines of the attempt.
+    pub log: String,
+    /// Zone of the event time.
+    pub zone: Zone,
+    /// `result_ttl`.
+    pub result_ttl: Micros,
+}
+
+impl WriteOp for FinishJob {
+    type Output = bool;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<bool> {
+        jobs::finish(
+            conn,
+            &self.id,
+            self.attempt,
+            &self.outcome,
+            &self.log,
+            &self.zone,
+            self.result_ttl,
+        )
+    }
+}
+
+/// Kills a pending or running job of an e-shop.
+pub struct KillJob {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Job id.
+    pub id: String,
+    /// Zone of the event time.
+    pub zone: Zone,
+    /// Jobs created before this are gone (retention).
+    pub cutoff: Micros,
+}
+
+impl WriteOp for KillJob {
+    type Output = Job;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Job> {
+        jobs::kill(conn, self.eshop_id, &self.id, &self.zone, self.cutoff)
+    }
+}
+
+/// Hands a running attempt back to `pending` without spending it (shutdown).
+pub struct ReleaseJob {
+    /// Job id.
+    pub id: String,
+    /// The attempt being handed back.
+    pub attempt: i32,
+    /// Log line saying why.
+    pub log: String,
+}
+
+impl WriteOp for ReleaseJob {
+    type Output = bool;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<bool> {
+        jobs::release(conn, &self.id, self.attempt, &self.log)
+    }
+}
+
+fn holds(conn: &mut DbConnection, id: &str, attempt: i32) -> StoreResult<()> {
+    use crate::db::schema::jobs::dsl;
+    let n: i64 = dsl::jobs
+        .filter(dsl::id.eq(id))
+        .filter(dsl::attempt.eq(attempt))
+        .filter(dsl::status.eq("running"))
+        .count()
+        .get_result(conn)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidState("attempt-no-longer-holds-job"))
+    }
+}
+
+/// Appends a chunk of a job's result, only while the attempt still holds the job. Chunk 0
+/// first removes whatever an earlier attempt left.
+pub struct AppendResultChunk {
+    /// Job id.
+    pub id: String,
+    /// The attempt writing.
+    pub attempt: i32,
+    /// Chunk number, from 0.
+    pub seq: i32,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl WriteOp for AppendResultChunk {
+    type Output = ();
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+        holds(conn, &self.id, self.attempt)?;
+        if self.seq == 0 {
+            results::delete(conn, &self.id)?;
+        }
+        results::append(conn, &self.id, self.seq, &self.data)
+    }
+}
+
+/// Reads one chunk of a result.
+pub struct ReadResultChunk {
+    /// Job id.
+    pub id: String,
+    /// Chunk number.
+    pub seq: i32,
+}
+
+impl ReadOp for ReadResultChunk {
+    type Output = Option<Vec<u8>>;
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Option<Vec<u8>>> {
+        results::chunk(conn, &self.id, self.seq)
+    }
+}
+
+/// One pass of maintenance: lost leases, expiry, retention, in bounded batches. On
+/// PostgreSQL only the node that gets the advisory lock does it.
+pub struct Maintain {
+    /// `max_attempts`.
+    pub max_attempts: i32,
+    /// Zone of log lines and events.
+    pub zone: Zone,
+    /// Jobs created before this are deleted.
+    pub job_cutoff: Micros,
+    /// Notifications created before this are deleted.
+    pub notification_cutoff: Micros,
+    /// Rows per table per pass at most.
+    pub batch: i64,
+    /// Take back every running job regardless of its lease (a single node's restart).
+    pub recover_all_running: bool,
+}
+
+/// What a maintenance pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Maintained {
+    /// Whether this node did the pass (it holds the cluster's maintenance lock).
+    pub ran: bool,
+    /// Running jobs taken back.
+    pub recovered: usize,
+    /// Results expired.
+    pub expired: usize,
+    /// Jobs deleted.
+    pub purged_jobs: usize,
+    /// Notifications deleted.
+    pub purged_notifications: usize,
+}
+
+impl WriteOp for Maintain {
+    type Output = Maintained;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Maintained> {
+        if let DbConnection::Pg(c) = conn {
+            #[derive(QueryableByName)]
+            struct Locked {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                locked: bool,
+            }
+            let got: Locked = diesel::sql_query(
+                "SELECT pg_try_advisory_xact_lock(7308339535425250818) AS locked",
+            )
+            .get_result(c)?;
+            if !got.locked {
+                return Ok(Maintained::default());
+            }
+        }
+        let now = time::now();
+        Ok(Maintained {
+            ran: true,
+            recovered: jobs::recover_lost(
+                conn,
+                now,
+                self.max_attempts,
+                &self.zone,
+                self.batch,
+                self.recover_all_running,
+            )?,
+            expired: jobs::expire(conn, now, self.batch)?,
+            purged_jobs: jobs::purge(conn, self.job_cutoff, now - IDEMPOTENCY_WINDOW, self.batch)?,
+            purged_notifications: notifications::purge(conn, self.notification_cutoff, self.batch)?,
+        })
+    }
+}

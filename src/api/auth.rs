@@ -1,0 +1,105 @@
+//! Bearer-token authentication: the [`Tenant`] extractor resolves the e-shop of a request.
+//! Token hashes are cached for a minute so that a request costs no database read for it.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::actors::store::Authenticate;
+use crate::error::StoreError;
+use crate::model::ids::token_hash;
+use actix_web::http::StatusCode;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a resolved token is trusted without asking the database again.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Entries at most; the cache is cleared when full.
+const CACHE_MAX: usize = 10_000;
+
+/// Token hash → (e-shop, when resolved).
+#[derive(Default)]
+pub struct TokenCache(Mutex<HashMap<String, (i64, Instant)>>);
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<i64> {
+        let map = self.0.lock().expect("token cache lock");
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(id, _)| *id)
+    }
+
+    fn put(&self, hash: String, eshop: i64) {
+        let mut map = self.0.lock().expect("token cache lock");
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (eshop, Instant::now()));
+    }
+}
+
+/// The authenticated e-shop of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Tenant {
+    /// Its id: every query of the request is scoped by it.
+    pub eshop_id: i64,
+}
+
+/// The token of the `Authorization: Bearer` header, or the 401 to answer.
+pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing-access-token",
+            "Send the API token as `Authorization: Bearer <token>`.",
+        ));
+    };
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(invalid_token)
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid-access-token",
+        "The API token is not valid.",
+    )
+}
+
+impl FromRequest for Tenant {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Tenant, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token?;
+            let state = state.ok_or_else(|| ApiError::internal("no application state"))?;
+            let hash = token_hash(&token);
+            if let Some(eshop_id) = state.tokens.get(&hash) {
+                return Ok(Tenant { eshop_id });
+            }
+            match state
+                .store
+                .read(Authenticate {
+                    token_hash: hash.clone(),
+                })
+                .await
+            {
+                Ok(eshop_id) => {
+                    state.tokens.put(hash, eshop_id);
+                    Ok(Tenant { eshop_id })
+                }
+                Err(StoreError::NotFound) => Err(invalid_token()),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}

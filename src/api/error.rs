@@ -1,0 +1,133 @@
+//! The API's error: an HTTP status, a stable kebab-case code, a message for the client and
+//! the field or id concerned. Internal detail is logged, never sent.
+
+use super::envelope::{envelope, ErrorItem};
+use crate::error::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use std::fmt;
+
+/// An error answered in the envelope.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable kebab-case code.
+    pub code: &'static str,
+    /// Human message.
+    pub message: String,
+    /// The field, parameter or id concerned.
+    pub instance: Option<String>,
+}
+
+impl ApiError {
+    /// An error with every part given.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            instance: None,
+        }
+    }
+
+    /// Names the field, parameter or id concerned.
+    pub fn at(mut self, instance: impl Into<String>) -> ApiError {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    /// 400 `invalid-parameter` for a query parameter.
+    pub fn invalid_parameter(name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid-parameter", message).at(name)
+    }
+
+    /// 422 `invalid-request-data` for a body field.
+    pub fn invalid_data(instance: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request-data",
+            message,
+        )
+        .at(instance)
+    }
+
+    /// 404 with a resource-specific code.
+    pub fn not_found(code: &'static str, what: &str, id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            code,
+            format!("{what} `{id}` was not found."),
+        )
+        .at(id)
+    }
+
+    /// 500 without detail; the cause is logged.
+    pub fn internal(cause: impl fmt::Display) -> ApiError {
+        log::error!("internal error: {cause}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "An internal error occurred.",
+        )
+    }
+
+    /// Maps a store error on a resource: not found → `not_found`, the rest by kind.
+    pub fn from_store(e: StoreError, not_found: ApiError) -> ApiError {
+        match e {
+            StoreError::NotFound => not_found,
+            StoreError::Conflict(code) => ApiError::new(
+                StatusCode::CONFLICT,
+                code,
+                "The request conflicts with existing data.",
+            ),
+            StoreError::InvalidState(code) => ApiError::new(
+                StatusCode::CONFLICT,
+                code,
+                "The resource is not in a state that allows this.",
+            ),
+            StoreError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "The service is shutting down or restarting; try again.",
+            ),
+            StoreError::Database(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::from_store(
+            e,
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found."),
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let item = ErrorItem {
+            error_code: self.code.to_string(),
+            message: self.message.clone(),
+            instance: self.instance.clone(),
+        };
+        HttpResponse::build(self.status).json(envelope(None::<()>, Some(vec![item])))
+    }
+}

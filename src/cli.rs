@@ -1,0 +1,149 @@
+//! The command line: `serve`, `migrate` and the `eshop` commands.
+
+use crate::config::Config;
+use crate::db::{self, Backend};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// jobline: asynchronous requests for an e-shop platform's REST API.
+#[derive(Parser, Debug)]
+#[command(name = "jobline", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML); else JOBLINE_CONFIG, else ./jobline.toml when present.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run pending migrations, then serve the API and run the workers until SIGINT/SIGTERM.
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Manage e-shops (tenants).
+    Eshop {
+        /// The e-shop command.
+        #[command(subcommand)]
+        command: EshopCommand,
+    },
+}
+
+/// E-shop commands.
+#[derive(Subcommand, Debug)]
+pub enum EshopCommand {
+    /// Create an e-shop; prints its API token as the last line.
+    Add {
+        /// Numeric e-shop id (as sent in webhooks' `eshopId`).
+        eshop_id: i64,
+        /// A name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Issue one more API token for an e-shop; prints it as the last line.
+    Token {
+        /// The e-shop.
+        eshop_id: i64,
+    },
+    /// List e-shops (never tokens).
+    List,
+}
+
+/// Runs the command line; answers the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let outcome = match cli.command {
+        Command::Serve => serve(config),
+        Command::Migrate => open(&config).map(|_| println!("migrations are up to date")),
+        Command::Eshop { command } => eshop(&config, command),
+    };
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn open(config: &Config) -> Result<db::DbConnection, String> {
+    let backend = Backend::from_url(&config.database_url)?;
+    let mut conn = backend.establish()?;
+    db::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn eshop(config: &Config, command: EshopCommand) -> Result<(), String> {
+    let mut conn = open(config)?;
+    match command {
+        EshopCommand::Add { eshop_id, name } => {
+            let name = name.unwrap_or_else(|| format!("eshop {eshop_id}"));
+            let token = db::eshops::create(&mut conn, eshop_id, &name).map_err(|e| match e {
+                crate::error::StoreError::Conflict(_) => {
+                    format!("e-shop {eshop_id} already exists")
+                }
+                other => other.to_string(),
+            })?;
+            println!("created e-shop {eshop_id} ({name}); its API token:");
+            println!("{token}");
+        }
+        EshopCommand::Token { eshop_id } => {
+            let token = db::eshops::issue_token(&mut conn, eshop_id).map_err(|e| match e {
+                crate::error::StoreError::NotFound => format!("e-shop {eshop_id} does not exist"),
+                other => other.to_string(),
+            })?;
+            println!("new API token for e-shop {eshop_id}:");
+            println!("{token}");
+        }
+        EshopCommand::List => {
+            for e in db::eshops::list(&mut conn).map_err(|e| e.to_string())? {
+                println!("{}\t{}", e.id, e.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let listener = std::net::TcpListener::bind(&config.bind)
+            .map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
+        let app = crate::run(config, listener).await?;
+        if let Some(token) = &app.demo_token {
+            println!("created the demo e-shop 1; its API token (shown once):");
+            println!("{token}");
+        }
+        log::info!("jobline listening on http://{}", app.addr);
+        wait_for_signal().await;
+        log::info!("shutting down: no new requests or claims; running jobs may finish");
+        let hurry = app.hurry_handle();
+        let second = actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            hurry.do_send(crate::actors::supervisor::Hurry);
+        });
+        app.shutdown().await;
+        second.abort();
+        log::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,403 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `JOBLINE_*` environment
+//! variables (nested keys joined by `__`). Loaded with figment, which merges the sources and
+//! names the offending key and source in its errors; everything is checked once at start.
+
+use crate::model::Zone;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything an operator can tune; the contract's §1 lists each key and its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address of the HTTP API.
+    pub bind: String,
+    /// Base of every `resultUrl` and image URL; `http://<bind>` when unset.
+    pub public_url: Option<String>,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// Connections in the reader pool.
+    pub db_pool_size: u32,
+    /// Reader (query) actors.
+    pub query_actors: usize,
+    /// Most writes the persistence writer commits in one transaction.
+    pub write_batch_max: usize,
+    /// Zone of every time the API writes.
+    #[serde(deserialize_with = "zone")]
+    pub timezone: Zone,
+    /// How long a result can be downloaded.
+    #[serde(deserialize_with = "duration")]
+    pub result_ttl: Duration,
+    /// How long job detail and log are kept.
+    #[serde(deserialize_with = "duration")]
+    pub job_retention: Duration,
+    /// How long webhook notifications and their attempts are kept.
+    #[serde(deserialize_with = "duration")]
+    pub notification_retention: Duration,
+    /// Timeout of one webhook delivery attempt.
+    #[serde(deserialize_with = "duration")]
+    pub webhook_timeout: Duration,
+    /// Delays between webhook delivery attempts.
+    #[serde(deserialize_with = "duration_list")]
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// Concurrent webhook deliveries.
+    pub webhook_workers: usize,
+    /// Whether outbound requests may reach loopback, private and other non-public addresses.
+    pub allow_private_targets: bool,
+    /// Leaky bucket size per API token; 0 disables rate limiting.
+    pub rate_limit_capacity: u32,
+    /// Leaky bucket drain per second.
+    pub rate_limit_refill_per_sec: u32,
+    /// Running jobs of one e-shop per queue at most: fairness between e-shops.
+    pub max_running_per_eshop: u32,
+    /// How long a claimed job's lease lasts without renewal.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    /// How often running jobs' leases are renewed.
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat: Duration,
+    /// How many times a job may be started before it is killed.
+    pub max_attempts: u32,
+    /// How long running jobs may finish after SIGTERM.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Worker pools by queue name.
+    pub queues: BTreeMap<String, QueueConfig>,
+}
+
+/// One queue's worker pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Worker actors of this queue on this node (0: this node runs none of its jobs).
+    pub workers: Option<usize>,
+    /// A job running longer is killed.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_run_time: Option<Duration>,
+}
+
+/// A queue's settings once defaults are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSettings {
+    /// Worker actors on this node.
+    pub workers: usize,
+    /// A job running longer is killed.
+    pub max_run_time: Duration,
+}
+
+/// The queues jobline has, with their default worker counts.
+pub const QUEUES: [(&str, usize); 2] = [("snapshots", 2), ("images", 4)];
+
+const DEFAULT_MAX_RUN_TIME: Duration = Duration::from_secs(600);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            public_url: None,
+            database_url: "sqlite://jobline.db".into(),
+            db_pool_size: 8,
+            query_actors: 4,
+            write_batch_max: 512,
+            timezone: Zone::utc(),
+            result_ttl: Duration::from_secs(24 * 3600),
+            job_retention: Duration::from_secs(30 * 24 * 3600),
+            notification_retention: Duration::from_secs(7 * 24 * 3600),
+            webhook_timeout: Duration::from_secs(15),
+            webhook_retry_schedule: ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+                .iter()
+                .map(|s| parse_duration(s).expect("valid default"))
+                .collect(),
+            webhook_workers: 16,
+            allow_private_targets: false,
+            rate_limit_capacity: 200,
+            rate_limit_refill_per_sec: 10,
+            max_running_per_eshop: 2,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            max_attempts: 3,
+            shutdown_grace: Duration::from_secs(30),
+            queues: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file (`path`, else `JOBLINE_CONFIG`, else
+    /// `./jobline.toml` when it exists), then the environment, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let path: Option<PathBuf> = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("JOBLINE_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::new();
+        match path {
+            Some(p) if !p.is_file() => {
+                return Err(format!("configuration file {} does not exist", p.display()))
+            }
+            Some(p) => figment = figment.merge(Toml::file_exact(p)),
+            None if Path::new("jobline.toml").is_file() => {
+                figment = figment.merge(Toml::file_exact("jobline.toml"))
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("JOBLINE_").split("__").ignore(&["config"]));
+        let config: Config = figment.extract().map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges, URL schemes, known queues.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |key: &str, why: &str| Err(format!("invalid configuration: `{key}` {why}"));
+        if self.bind.parse::<SocketAddr>().is_err() {
+            return bad("bind", "must be an address like 127.0.0.1:8080");
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("public_url", "must start with http:// or https://");
+            }
+        }
+        if crate::db::Backend::from_url(&self.database_url).is_err() {
+            return bad("database_url", "must start with sqlite:// or postgres://");
+        }
+        for (key, value) in [
+            ("db_pool_size", self.db_pool_size as usize),
+            ("query_actors", self.query_actors),
+            ("write_batch_max", self.write_batch_max),
+            ("webhook_workers", self.webhook_workers),
+            ("max_running_per_eshop", self.max_running_per_eshop as usize),
+            ("max_attempts", self.max_attempts as usize),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.webhook_retry_schedule.is_empty() {
+            return bad("webhook_retry_schedule", "must list at least one delay");
+        }
+        if self.heartbeat.is_zero() || self.heartbeat >= self.lease {
+            return bad("heartbeat", "must be above zero and shorter than `lease`");
+        }
+        for (key, d) in [
+            ("result_ttl", self.result_ttl),
+            ("job_retention", self.job_retention),
+            ("webhook_timeout", self.webhook_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(key, "must be longer than zero");
+            }
+        }
+        for (name, q) in &self.queues {
+            if !QUEUES.iter().any(|(known, _)| known == name) {
+                return bad(
+                    &format!("queues.{name}"),
+                    "is not a queue of jobline (snapshots, images)",
+                );
+            }
+            if q.max_run_time.is_some_and(|d| d.is_zero()) {
+                return bad(
+                    &format!("queues.{name}.max_run_time"),
+                    "must be longer than zero",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL of result and image links.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Every queue with its effective settings (defaults overlaid with the configuration).
+    pub fn queue_settings(&self) -> Vec<(String, QueueSettings)> {
+        QUEUES
+            .iter()
+            .map(|(name, default_workers)| {
+                let given = self.queues.get(*name);
+                let settings = QueueSettings {
+                    workers: given.and_then(|q| q.workers).unwrap_or(*default_workers),
+                    max_run_time: given
+                        .and_then(|q| q.max_run_time)
+                        .unwrap_or(DEFAULT_MAX_RUN_TIME),
+                };
+                (name.to_string(), settings)
+            })
+            .collect()
+    }
+}
+
+/// Names the key (as written in TOML: lower case, dotted) and the source of every error.
+fn describe(errors: figment::Error) -> String {
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_else(|| "configuration".into());
+            format!("invalid configuration: `{key}` ({source}): {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Parses `250ms`, `5s`, `10m`, `24h`, `30d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}` needs a unit (ms, s, m, h, d)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 5s"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m, h or d)")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn zone<'de, D: Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// A list of durations: a TOML array, or a comma-separated string (the environment's form).
+fn duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Joined(String),
+        List(Vec<String>),
+    }
+    let items = match Form::deserialize(d)? {
+        Form::Joined(s) => s.split(',').map(str::to_string).collect(),
+        Form::List(v) => v,
+    };
+    items
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_duration(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn durations_parse_every_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        Jail::expect_with(|_| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.bind, "127.0.0.1:8080");
+            assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+            assert_eq!(c.webhook_retry_schedule.len(), 7);
+            let queues = c.queue_settings();
+            assert_eq!(queues[0].0, "snapshots");
+            assert_eq!(queues[0].1.workers, 2);
+            assert_eq!(queues[1].1.workers, 4);
+            assert_eq!(queues[1].1.max_run_time, Duration::from_secs(600));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "jobline.toml",
+                "db_pool_size = 3\ntimezone = \"Europe/Prague\"\n[queues.images]\nworkers = 9\n",
+            )?;
+            jail.set_env("JOBLINE_DB_POOL_SIZE", "5");
+            jail.set_env("JOBLINE_QUEUES__SNAPSHOTS__MAX_RUN_TIME", "2m");
+            jail.set_env("JOBLINE_WEBHOOK_RETRY_SCHEDULE", "1s,2m");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.db_pool_size, 5);
+            assert_eq!(c.timezone, "Europe/Prague".parse().unwrap());
+            let q = c.queue_settings();
+            assert_eq!(q[0].1.max_run_time, Duration::from_secs(120));
+            assert_eq!(q[0].1.workers, 2);
+            assert_eq!(q[1].1.workers, 9);
+            assert_eq!(
+                c.webhook_retry_schedule,
+                vec![Duration::from_secs(1), Duration::from_secs(120)]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_LEASE", "soon");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("lease"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_QUEUES__VIDEOS__WORKERS", "1");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("queues.videos"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_DATABASE_URL", "mysql://x");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("database_url"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_TIMEZONE", "Mars/Base");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("timezone"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|_| {
+            let e = Config::load(Some(Path::new("/nonexistent/jobline.toml"))).unwrap_err();
+            assert!(e.contains("does not exist"), "{e}");
+            Ok(())
+        });
+    }
+}

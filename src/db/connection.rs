@@ -1,0 +1,143 @@
+//! Opening connections: the backend is picked from the URL scheme (so a PostgreSQL that is
+//! down reports its real error instead of diesel's "Invalid connection url"), SQLite gets
+//! its PRAGMAs on every connection, and migrations run per backend.
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+/// One connection to either backend. Shared queries use it as it is; the few
+/// backend-specific statements (claims, advisory locks) match on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// PostgreSQL: one or many nodes.
+    Pg(PgConnection),
+    /// Embedded SQLite: one node.
+    Sqlite(SqliteConnection),
+}
+
+/// A pool of connections, for readers and background work.
+pub type DbPool = r2d2::Pool<Manager>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    /// `sqlite://PATH`: the path of the database file.
+    Sqlite(String),
+    /// `postgres://…` or `postgresql://…`: the URL as libpq takes it.
+    Postgres(String),
+}
+
+impl Backend {
+    /// Reads the scheme of a `database_url`.
+    pub fn from_url(url: &str) -> Result<Backend, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            Ok(Backend::Sqlite(path.to_string()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres(url.to_string()))
+        } else {
+            Err(format!("unsupported database URL `{url}`"))
+        }
+    }
+
+    /// Opens one connection, with the backend's real error when that fails.
+    pub fn establish(&self) -> Result<DbConnection, String> {
+        match self {
+            Backend::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)
+                    .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
+                // busy_timeout first: switching to WAL can itself meet a lock.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| format!("cannot configure SQLite database {path}: {e}"))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Backend::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Pg)
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}")),
+        }
+    }
+
+    /// Whether this is PostgreSQL (many nodes possible).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres(_))
+    }
+}
+
+/// The r2d2 manager: opens connections through [`Backend::establish`].
+#[derive(Debug)]
+pub struct Manager {
+    backend: Backend,
+}
+
+/// A connection failure as r2d2 wants it.
+#[derive(Debug)]
+pub struct ConnectError(String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectError> {
+        self.backend.establish().map_err(ConnectError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| ConnectError(e.to_string()))
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// Builds the pool; fails with the backend's own error when the database cannot be reached.
+pub fn connect(backend: &Backend, size: u32) -> Result<DbPool, String> {
+    // Open one connection first so that the caller sees the real reason of a failure.
+    backend.establish()?;
+    r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(10))
+        .build(Manager {
+            backend: backend.clone(),
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Runs pending migrations. On PostgreSQL a session advisory lock keeps several nodes
+/// starting at once from migrating together.
+pub fn migrate(conn: &mut DbConnection) -> Result<(), String> {
+    const MIGRATION_LOCK: i64 = 0x6a6f_626c_696e_6501;
+    let result = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        DbConnection::Pg(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .map_err(|e| e.to_string())?;
+            let r = c.run_pending_migrations(PG_MIGRATIONS).map(|_| ());
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .map_err(|e| e.to_string())?;
+            r
+        }
+    };
+    result.map_err(|e| format!("migration failed: {e}"))
+}

@@ -1,0 +1,604 @@
+//! Jobs: insertion (with idempotency keys), tenant-scoped reads and lists, batched claims
+//! with leases, fenced completion, kill, hand-back, lease recovery, expiry and retention.
+//! Every status change names the status it comes from in its SQL, so it follows
+//! [`JobStatus::can_become`] even when nodes race.
+
+use super::notifications;
+use super::schema::{idempotency_keys, job_result_chunks, jobs};
+use super::DbConnection;
+use crate::error::{StoreError, StoreResult};
+use crate::model::{time, JobStatus, Micros, Zone};
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+
+/// A job as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = jobs)]
+pub struct Job {
+    /// 7 lower-case letters and digits.
+    pub id: String,
+    /// Owner.
+    pub eshop_id: i64,
+    /// The asynchronous endpoint that created it, e.g. `/api/products/snapshot`.
+    pub endpoint: String,
+    /// The queue whose workers run it.
+    pub queue: String,
+    /// Stored status (`completed` past `valid_until` reads as `expired`: see [`Job::status_at`]).
+    pub status: String,
+    /// The validated request, as JSON, for the job kind.
+    pub params: String,
+    /// When accepted.
+    pub creation_time: Micros,
+    /// When the current (or last) attempt started.
+    pub started_time: Option<Micros>,
+    /// When it ended.
+    pub completion_time: Option<Micros>,
+    /// How many times it has been started.
+    pub attempt: i32,
+    /// The node holding the lease while running.
+    pub lease_owner: Option<String>,
+    /// When the lease ends unless renewed.
+    pub lease_expires: Option<Micros>,
+    /// The secret part of the result URL.
+    pub result_secret: String,
+    /// Extension of the result file (`jsonl.gz`, `json`).
+    pub result_ext: Option<String>,
+    /// Content type the result is served with.
+    pub result_content_type: Option<String>,
+    /// Result size in bytes.
+    pub result_size: Option<i64>,
+    /// Until when the result can be downloaded.
+    pub valid_until: Option<Micros>,
+    /// Log lines, newline-terminated.
+    pub log: String,
+}
+
+impl Job {
+    /// The status as a client sees it at `now`: a completed job whose result has passed
+    /// `valid_until` is `expired` even before the janitor has removed the result.
+    pub fn status_at(&self, now: Micros) -> JobStatus {
+        let stored: JobStatus = self.status.parse().unwrap_or(JobStatus::Failed);
+        match (stored, self.valid_until) {
+            (JobStatus::Completed, Some(until)) if until < now => JobStatus::Expired,
+            (st, _) => st,
+        }
+    }
+}
+
+/// A log line: the time in the API's zone, then the message.
+pub fn log_line(zone: &Zone, now: Micros, message: &str) -> String {
+    format!("{} {message}\n", zone.format(now))
+}
+
+/// What a job kind returns when it has produced its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultMeta {
+    /// File extension of the result (`jsonl.gz`).
+    pub ext: String,
+    /// Content type it is served with.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: i64,
+}
+
+/// How a running attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A result was stored.
+    Completed(ResultMeta),
+    /// No result; the log says why.
+    Failed,
+    /// Stopped: past `max_run_time`, or out of attempts.
+    Killed,
+}
+
+/// Inserts a job unless the e-shop sent the same `Idempotency-Key` within `idem_window`;
+/// answers the job id and whether it is new.
+pub fn insert(
+    conn: &mut DbConnection,
+    job: &Job,
+    idem_key: Option<&str>,
+    idem_window: Micros,
+) -> StoreResult<(String, bool)> {
+    if let Some(key) = idem_key {
+        let existing: Option<(String, Micros)> = idempotency_keys::table
+            .filter(idempotency_keys::eshop_id.eq(job.eshop_id))
+            .filter(idempotency_keys::idem_key.eq(key))
+            .select((idempotency_keys::job_id, idempotency_keys::created_at))
+            .first(conn)
+            .optional()?;
+        match existing {
+            Some((id, at)) if at > job.creation_time - idem_window => return Ok((id, false)),
+            Some(_) => {
+                diesel::delete(
+                    idempotency_keys::table
+                        .filter(idempotency_keys::eshop_id.eq(job.eshop_id))
+                        .filter(idempotency_keys::idem_key.eq(key)),
+                )
+                .execute(conn)?;
+            }
+            None => {}
+        }
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::eshop_id.eq(job.eshop_id),
+                idempotency_keys::idem_key.eq(key),
+                idempotency_keys::job_id.eq(&job.id),
+                idempotency_keys::created_at.eq(job.creation_time),
+            ))
+            .execute(conn)
+            .map_err(raced)?;
+    }
+    diesel::insert_into(jobs::table)
+        .values(job)
+        .execute(conn)
+        .map_err(raced)?;
+    Ok((job.id.clone(), true))
+}
+
+/// A job id already taken, or an idempotency key inserted by a concurrent request: the
+/// caller retries (with a new id; the key then finds the other request's job).
+fn raced(e: diesel::result::Error) -> StoreError {
+    if crate::error::is_unique_violation(&e) {
+        StoreError::Conflict("job-insert-raced")
+    } else {
+        e.into()
+    }
+}
+
+/// One job of one e-shop, unless older than the retention `cutoff`.
+pub fn get(conn: &mut DbConnection, eshop_id: i64, id: &str, cutoff: Micros) -> StoreResult<Job> {
+    Ok(jobs::table
+        .filter(jobs::eshop_id.eq(eshop_id))
+        .filter(jobs::id.eq(id))
+        .filter(jobs::creation_time.ge(cutoff))
+        .select(Job::as_select())
+        .first(conn)?)
+}
+
+/// A job by id alone: only for result downloads, where the URL's secret is the credential.
+pub fn get_unscoped(conn: &mut DbConnection, id: &str, cutoff: Micros) -> StoreResult<Job> {
+    Ok(jobs::table
+        .filter(jobs::id.eq(id))
+        .filter(jobs::creation_time.ge(cutoff))
+        .select(Job::as_select())
+        .first(conn)?)
+}
+
+/// Filters of the jobs list.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Any of these statuses (as the client sees them).
+    pub statuses: Vec<JobStatus>,
+    /// Only this endpoint.
+    pub endpoint: Option<String>,
+    /// Created at or after.
+    pub creation_from: Option<Micros>,
+    /// Created at or before.
+    pub creation_to: Option<Micros>,
+    /// Completed at or after.
+    pub completion_from: Option<Micros>,
+    /// Completed at or before.
+    pub completion_to: Option<Micros>,
+}
+
+type JobPredicate = Box<
+    dyn BoxableExpression<
+        jobs::table,
+        super::connection::MultiBackend,
+        SqlType = diesel::sql_types::Bool,
+    >,
+>;
+
+/// The SQL condition for one client-visible status at `now`.
+fn status_predicate(st: JobStatus, now: Micros) -> JobPredicate {
+    match st {
+        JobStatus::Completed => Box::new(
+            jobs::status
+                .eq("completed")
+                .and(jobs::valid_until.ge(now).assume_not_null()),
+        ),
+        JobStatus::Expired => Box::new(
+            jobs::status.eq("expired").or(jobs::status
+                .eq("completed")
+                .and(jobs::valid_until.lt(now).assume_not_null())),
+        ),
+        other => Box::new(jobs::status.eq(other.as_str())),
+    }
+}
+
+fn filtered<'a>(
+    eshop_id: i64,
+    f: &JobFilter,
+    now: Micros,
+    cutoff: Micros,
+) -> jobs::BoxedQuery<'a, super::connection::MultiBackend> {
+    let mut q = jobs::table
+        .filter(jobs::eshop_id.eq(eshop_id))
+        .filter(jobs::creation_time.ge(cutoff))
+        .into_boxed();
+    if let Some((first, rest)) = f.statuses.split_first() {
+        let mut any = status_predicate(*first, now);
+        for st in rest {
+            any = Box::new(any.or(status_predicate(*st, now)));
+        }
+        q = q.filter(any);
+    }
+    if let Some(e) = &f.endpoint {
+        q = q.filter(jobs::endpoint.eq(e.clone()));
+    }
+    if let Some(t) = f.creation_from {
+        q = q.filter(jobs::creation_time.ge(t));
+    }
+    if let Some(t) = f.creation_to {
+        q = q.filter(jobs::creation_time.le(t));
+    }
+    if let Some(t) = f.completion_from {
+        q = q.filter(jobs::completion_time.ge(t));
+    }
+    if let Some(t) = f.completion_to {
+        q = q.filter(jobs::completion_time.le(t));
+    }
+    q
+}
+
+/// One page of an e-shop's jobs, newest first, and the total count.
+pub fn list(
+    conn: &mut DbConnection,
+    eshop_id: i64,
+    f: &JobFilter,
+    offset: i64,
+    limit: i64,
+    now: Micros,
+    cutoff: Micros,
+) -> StoreResult<(Vec<Job>, i64)> {
+    let total: i64 = filtered(eshop_id, f, now, cutoff)
+        .select(count_star())
+        .first(conn)?;
+    let items = filtered(eshop_id, f, now, cutoff)
+        .order((jobs::creation_time.desc(), jobs::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .select(Job::as_select())
+        .load(conn)?;
+    Ok((items, total))
+}
+
+/// A job handed to a worker by a claim.
+#[derive(Debug, Clone, QueryableByName, PartialEq)]
+pub struct ClaimedJob {
+    /// Job id.
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    /// Owner.
+    #[diesel(sql_type = BigInt)]
+    pub eshop_id: i64,
+    /// Selects the job kind.
+    #[diesel(sql_type = Text)]
+    pub endpoint: String,
+    /// The request, as JSON.
+    #[diesel(sql_type = Text)]
+    pub params: String,
+    /// This attempt's number: with the id, it fences every later write of the attempt.
+    #[diesel(sql_type = Integer)]
+    pub attempt: i32,
+}
+
+/// Claims up to `limit` pending jobs of `queue`, oldest first, while no e-shop gets more
+/// than `max_per_eshop` running jobs in the queue; one statement for the whole batch.
+pub fn claim(
+    conn: &mut DbConnection,
+    queue: &str,
+    node: &str,
+    limit: i64,
+    max_per_eshop: i64,
+    lease_until: Micros,
+    now: Micros,
+) -> StoreResult<Vec<ClaimedJob>> {
+    // ?1 queue, ?2 max per e-shop, ?3 limit, ?4 node, ?5 lease end, ?6 now.
+    const CLAIM: &str = "\
+        WITH running AS ( \
+            SELECT eshop_id, COUNT(*) AS n FROM jobs \
+            WHERE queue = ?1 AND status = 'running' GROUP BY eshop_id \
+        ), ranked AS ( \
+            SELECT id, eshop_id, creation_time, \
+                ROW_NUMBER() OVER (PARTITION BY eshop_id ORDER BY creation_time, id) AS rn \
+            FROM jobs WHERE queue = ?1 AND status = 'pending' \
+        ), picked AS ( \
+            SELECT r.id FROM ranked r LEFT JOIN running u ON u.eshop_id = r.eshop_id \
+            WHERE r.rn + COALESCE(u.n, 0) <= ?2 \
+            ORDER BY r.creation_time, r.id LIMIT ?3 \
+        ) \
+        UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?4, \
+            lease_expires = ?5, started_time = ?6 \
+        WHERE id IN (SELECT id FROM picked) AND status = 'pending' \
+        RETURNING id, eshop_id, endpoint, params, attempt";
+    macro_rules! run {
+        ($c:expr, $sql:expr) => {
+            diesel::sql_query($sql)
+                .bind::<Text, _>(queue)
+                .bind::<BigInt, _>(max_per_eshop)
+                .bind::<BigInt, _>(limit)
+                .bind::<Text, _>(node)
+                .bind::<BigInt, _>(lease_until)
+                .bind::<BigInt, _>(now)
+                .load::<ClaimedJob>($c)
+        };
+    }
+    let mut claimed = match conn {
+        DbConnection::Sqlite(c) => run!(c, CLAIM)?,
+        DbConnection::Pg(c) => {
+            // Claims of one queue are serialised across nodes for the length of this
+            // transaction, so the per-e-shop cap holds cluster-wide.
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || $1))")
+                .bind::<Text, _>(queue)
+                .execute(c)?;
+            let pg_sql = (1..=6).rev().fold(CLAIM.to_string(), |s, i| {
+                s.replace(&format!("?{i}"), &format!("${i}"))
+            });
+            run!(c, &pg_sql)?
+        }
+    };
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(claimed)
+}
+
+/// Renews the leases of the jobs this node runs; answers the (id, attempt) pairs it still
+/// holds: a job missing from the answer was killed or taken over and must stop.
+pub fn renew_leases(
+    conn: &mut DbConnection,
+    node: &str,
+    ids: &[String],
+    lease_until: Micros,
+) -> StoreResult<Vec<(String, i32)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = jobs::table
+        .filter(jobs::id.eq_any(ids))
+        .filter(jobs::status.eq("running"))
+        .filter(jobs::lease_owner.eq(node));
+    diesel::update(held.clone())
+        .set(jobs::lease_expires.eq(lease_until))
+        .execute(conn)?;
+    Ok(held.select((jobs::id, jobs::attempt)).load(conn)?)
+}
+
+/// Ends a running attempt. Fenced: only the attempt that holds the job, and only from
+/// `running`; answers whether it took effect. The `job:finished` notification is written
+/// in the same transaction.
+pub fn finish(
+    conn: &mut DbConnection,
+    id: &str,
+    attempt: i32,
+    outcome: &Outcome,
+    log: &str,
+    zone: &Zone,
+    result_ttl: Micros,
+) -> StoreResult<bool> {
+    let now = time::now();
+    let target = jobs::table
+        .filter(jobs::id.eq(id))
+        .filter(jobs::attempt.eq(attempt))
+        .filter(jobs::status.eq(JobStatus::Running.as_str()));
+    let common = (
+        jobs::completion_time.eq(Some(now)),
+        jobs::lease_owner.eq(None::<String>),
+        jobs::lease_expires.eq(None::<Micros>),
+        jobs::log.eq(jobs::log.concat(log.to_string())),
+    );
+    let n = match outcome {
+        Outcome::Completed(meta) => diesel::update(target)
+            .set((
+                jobs::status.eq(JobStatus::Completed.as_str()),
+                jobs::result_ext.eq(Some(&meta.ext)),
+                jobs::result_content_type.eq(Some(&meta.content_type)),
+                jobs::result_size.eq(Some(meta.size)),
+                jobs::valid_until.eq(Some(now + result_ttl)),
+                common,
+            ))
+            .execute(conn)?,
+        Outcome::Failed | Outcome::Killed => {
+            let st = if *outcome == Outcome::Failed {
+                JobStatus::Failed
+            } else {
+                JobStatus::Killed
+            };
+            diesel::update(target)
+                .set((jobs::status.eq(st.as_str()), common))
+                .execute(conn)?
+        }
+    };
+    if n == 0 {
+        return Ok(false);
+    }
+    if !matches!(outcome, Outcome::Completed(_)) {
+        super::results::delete(conn, id)?;
+    }
+    let eshop_id: i64 = jobs::table.find(id).select(jobs::eshop_id).first(conn)?;
+    notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
+    Ok(true)
+}
+
+/// Kills a pending or running job of an e-shop (the `DELETE` of the API); a finished job
+/// is `InvalidState("job-already-finished")`. Answers the job as it now is.
+pub fn kill(
+    conn: &mut DbConnection,
+    eshop_id: i64,
+    id: &str,
+    zone: &Zone,
+    cutoff: Micros,
+) -> StoreResult<Job> {
+    let job = get(conn, eshop_id, id, cutoff)?;
+    let now = time::now();
+    let n = diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::status.eq_any(["pending", "running"])),
+    )
+    .set((
+        jobs::status.eq(JobStatus::Killed.as_str()),
+        jobs::completion_time.eq(Some(now)),
+        jobs::lease_owner.eq(None::<String>),
+        jobs::lease_expires.eq(None::<Micros>),
+        jobs::log.eq(jobs::log.concat(log_line(zone, now, "killed on request"))),
+    ))
+    .execute(conn)?;
+    if n == 0 {
+        return if job.status_at(now).is_finished() {
+            Err(StoreError::InvalidState("job-already-finished"))
+        } else {
+            Err(StoreError::NotFound)
+        };
+    }
+    super::results::delete(conn, id)?;
+    notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
+    get(conn, eshop_id, id, cutoff)
+}
+
+/// Hands a running attempt back to `pending` without spending the attempt (shutdown).
+pub fn release(conn: &mut DbConnection, id: &str, attempt: i32, log: &str) -> StoreResult<bool> {
+    let n = diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::attempt.eq(attempt))
+            .filter(jobs::status.eq("running")),
+    )
+    .set((
+        jobs::status.eq(JobStatus::Pending.as_str()),
+        jobs::attempt.eq(attempt - 1),
+        jobs::lease_owner.eq(None::<String>),
+        jobs::lease_expires.eq(None::<Micros>),
+        jobs::started_time.eq(None::<Micros>),
+        jobs::log.eq(jobs::log.concat(log.to_string())),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Takes back running jobs whose lease ended before `now` (their node died or lost
+/// contact): back to `pending`, or `killed` once `max_attempts` are spent. With
+/// `owner_gone`, every running job of that owner is taken back at once (a restarted
+/// single SQLite node knows its predecessor is dead). At most `limit` jobs per call.
+pub fn recover_lost(
+    conn: &mut DbConnection,
+    now: Micros,
+    max_attempts: i32,
+    zone: &Zone,
+    limit: i64,
+    everything_running: bool,
+) -> StoreResult<usize> {
+    let mut q = jobs::table
+        .filter(jobs::status.eq("running"))
+        .select((jobs::id, jobs::eshop_id, jobs::attempt))
+        .limit(limit)
+        .into_boxed();
+    if !everything_running {
+        q = q.filter(jobs::lease_expires.lt(now));
+    }
+    let lost: Vec<(String, i64, i32)> = q.load(conn)?;
+    for (id, eshop_id, attempt) in &lost {
+        let target = jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::attempt.eq(attempt))
+            .filter(jobs::status.eq("running"));
+        if *attempt >= max_attempts {
+            let line = log_line(
+                zone,
+                now,
+                &format!("attempt {attempt} lost its lease; out of attempts ({max_attempts})"),
+            );
+            let n = diesel::update(target)
+                .set((
+                    jobs::status.eq(JobStatus::Killed.as_str()),
+                    jobs::completion_time.eq(Some(now)),
+                    jobs::lease_owner.eq(None::<String>),
+                    jobs::lease_expires.eq(None::<Micros>),
+                    jobs::log.eq(jobs::log.concat(line)),
+                ))
+                .execute(conn)?;
+            if n == 1 {
+                super::results::delete(conn, id)?;
+                notifications::record_job_finished(conn, *eshop_id, id, zone, now)?;
+            }
+        } else {
+            let line = log_line(
+                zone,
+                now,
+                &format!("attempt {attempt} lost its lease; will run again"),
+            );
+            diesel::update(target)
+                .set((
+                    jobs::status.eq(JobStatus::Pending.as_str()),
+                    jobs::lease_owner.eq(None::<String>),
+                    jobs::lease_expires.eq(None::<Micros>),
+                    jobs::log.eq(jobs::log.concat(line)),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(lost.len())
+}
+
+/// Marks completed jobs past `valid_until` as `expired` and deletes their results; at most
+/// `limit` per call.
+pub fn expire(conn: &mut DbConnection, now: Micros, limit: i64) -> StoreResult<usize> {
+    let due: Vec<String> = jobs::table
+        .filter(jobs::status.eq("completed"))
+        .filter(jobs::valid_until.lt(now))
+        .select(jobs::id)
+        .limit(limit)
+        .load(conn)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(job_result_chunks::table.filter(job_result_chunks::job_id.eq_any(&due)))
+        .execute(conn)?;
+    Ok(diesel::update(
+        jobs::table
+            .filter(jobs::id.eq_any(&due))
+            .filter(jobs::status.eq("completed")),
+    )
+    .set(jobs::status.eq(JobStatus::Expired.as_str()))
+    .execute(conn)?)
+}
+
+/// Deletes finished jobs created before `cutoff` with their results, and idempotency keys
+/// older than `idem_cutoff`; at most `limit` jobs per call.
+pub fn purge(
+    conn: &mut DbConnection,
+    cutoff: Micros,
+    idem_cutoff: Micros,
+    limit: i64,
+) -> StoreResult<usize> {
+    diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(idem_cutoff)))
+        .execute(conn)?;
+    let old: Vec<String> = jobs::table
+        .filter(jobs::creation_time.lt(cutoff))
+        .filter(jobs::status.ne_all(["pending", "running"]))
+        .select(jobs::id)
+        .limit(limit)
+        .load(conn)?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(job_result_chunks::table.filter(job_result_chunks::job_id.eq_any(&old)))
+        .execute(conn)?;
+    Ok(diesel::delete(jobs::table.filter(jobs::id.eq_any(&old))).execute(conn)?)
+}
+
+/// Pending jobs per queue and the creation time of the oldest (for readiness and metrics).
+pub fn pending_by_queue(
+    conn: &mut DbConnection,
+) -> StoreResult<Vec<(String, i64, Option<Micros>)>> {
+    Ok(jobs::table
+        .filter(jobs::status.eq("pending"))
+        .group_by(jobs::queue)
+        .select((
+            jobs::queue,
+            count_star(),
+            diesel::dsl::min(jobs::creation_time),
+        ))
+        .load(conn)?)
+}

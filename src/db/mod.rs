@@ -1,0 +1,13 @@
+//! The database: one diesel `MultiConnection` over SQLite and PostgreSQL, its r2d2 pool,
+//! the embedded migrations of each backend, and the queries, table by table, always scoped
+//! by e-shop.
+
+pub mod connection;
+pub mod eshops;
+pub mod jobs;
+pub mod notifications;
+pub mod products;
+pub mod results;
+pub mod schema;
+
+pub use connection::{connect, migrate, Backend, DbConnection, DbPool};

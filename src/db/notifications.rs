@@ -1,0 +1,75 @@
+//! The outbox of webhook notifications. A `job:finished` row is written by the same
+//! transaction that gives a job its final status, so an event is never lost between the
+//! commit and its delivery, and the unique (event, instance) pair forbids a second one.
+
+use super::schema::notifications;
+use super::DbConnection;
+use crate::error::StoreResult;
+use crate::model::{ids, Micros, Zone};
+use diesel::prelude::*;
+
+/// The event every finished job yields.
+pub const JOB_FINISHED: &str = "job:finished";
+
+/// The exact body of a `job:finished` delivery, in the contract's key order and spacing.
+pub fn job_finished_body(eshop_id: i64, created: &str, job_id: &str) -> String {
+    format!(
+        r#"{{"eshopId": {eshop_id}, "event": "{JOB_FINISHED}", "eventCreated": "{created}", "eventInstance": "{job_id}"}}"#
+    )
+}
+
+/// Records the `job:finished` notification of a job that has just ended.
+pub fn record_job_finished(
+    conn: &mut DbConnection,
+    eshop_id: i64,
+    job_id: &str,
+    zone: &Zone,
+    now: Micros,
+) -> StoreResult<()> {
+    diesel::insert_into(notifications::table)
+        .values((
+            notifications::id.eq(ids::prefixed_id("msg")),
+            notifications::eshop_id.eq(eshop_id),
+            notifications::event.eq(JOB_FINISHED),
+            notifications::event_instance.eq(job_id),
+            notifications::payload.eq(job_finished_body(eshop_id, &zone.format(now), job_id)),
+            notifications::status.eq("pending"),
+            notifications::attempts.eq(0),
+            notifications::next_attempt_at.eq(Some(now)),
+            notifications::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// How many notifications exist for one job (tests and invariant checks).
+pub fn count_for_instance(conn: &mut DbConnection, event_instance: &str) -> StoreResult<i64> {
+    Ok(notifications::table
+        .filter(notifications::event_instance.eq(event_instance))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Deletes notifications older than `cutoff`, at most `limit` of them.
+pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult<usize> {
+    let old: Vec<String> = notifications::table
+        .filter(notifications::created_at.lt(cutoff))
+        .select(notifications::id)
+        .limit(limit)
+        .load(conn)?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(notifications::table.filter(notifications::id.eq_any(old))).execute(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn body_is_exactly_the_contracts() {
+        assert_eq!(
+            super::job_finished_body(222651, "2019-01-08T15:13:39+0100", "3ax1844"),
+            r#"{"eshopId": 222651, "event": "job:finished", "eventCreated": "2019-01-08T15:13:39+0100", "eventInstance": "3ax1844"}"#
+        );
+    }
+}

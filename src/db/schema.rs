@@ -1,0 +1,108 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    api_tokens (token_hash) {
+        token_hash -> Text,
+        eshop_id -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    eshops (id) {
+        id -> BigInt,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (eshop_id, idem_key) {
+        eshop_id -> BigInt,
+        idem_key -> Text,
+        job_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    job_result_chunks (job_id, seq) {
+        job_id -> Text,
+        seq -> Integer,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        eshop_id -> BigInt,
+        endpoint -> Text,
+        queue -> Text,
+        status -> Text,
+        params -> Text,
+        creation_time -> BigInt,
+        started_time -> Nullable<BigInt>,
+        completion_time -> Nullable<BigInt>,
+        attempt -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_expires -> Nullable<BigInt>,
+        result_secret -> Text,
+        result_ext -> Nullable<Text>,
+        result_content_type -> Nullable<Text>,
+        result_size -> Nullable<BigInt>,
+        valid_until -> Nullable<BigInt>,
+        log -> Text,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        eshop_id -> BigInt,
+        event -> Text,
+        event_instance -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    products (guid) {
+        guid -> Text,
+        eshop_id -> BigInt,
+        code -> Text,
+        name -> Text,
+        visibility -> Text,
+        creation_time -> BigInt,
+        change_time -> BigInt,
+    }
+}
+
+diesel::table! {
+    signature_keys (id) {
+        id -> Text,
+        eshop_id -> BigInt,
+        secret -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(api_tokens -> eshops (eshop_id));
+diesel::joinable!(products -> eshops (eshop_id));
+diesel::joinable!(signature_keys -> eshops (eshop_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
+    eshops,
+    idempotency_keys,
+    job_result_chunks,
+    jobs,
+    notifications,
+    products,
+    signature_keys,
+);

@@ -1,0 +1,76 @@
+//! Streams a job's result into the store in fixed-size chunks, so no result is ever held
+//! whole in memory.
+
+use crate::actors::store::{AppendResultChunk, Store};
+use crate::db::jobs::ResultMeta;
+use crate::db::results::CHUNK_SIZE;
+use crate::error::StoreResult;
+
+/// Buffers at most one chunk and writes full chunks as they fill.
+pub struct ResultWriter {
+    store: Store,
+    job_id: String,
+    attempt: i32,
+    ext: String,
+    content_type: String,
+    buffer: Vec<u8>,
+    next_seq: i32,
+    size: i64,
+}
+
+impl ResultWriter {
+    /// A writer for one attempt of one job.
+    pub fn new(store: Store, job_id: String, attempt: i32, ext: &str, content_type: &str) -> Self {
+        ResultWriter {
+            store,
+            job_id,
+            attempt,
+            ext: ext.into(),
+            content_type: content_type.into(),
+            buffer: Vec::with_capacity(CHUNK_SIZE),
+            next_seq: 0,
+            size: 0,
+        }
+    }
+
+    /// Adds bytes; full chunks go to the store (fenced by the attempt).
+    pub async fn write(&mut self, mut bytes: &[u8]) -> StoreResult<()> {
+        while !bytes.is_empty() {
+            let room = CHUNK_SIZE - self.buffer.len();
+            let take = room.min(bytes.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buffer.len() == CHUNK_SIZE {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> StoreResult<()> {
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_SIZE));
+        self.size += data.len() as i64;
+        self.store
+            .write(AppendResultChunk {
+                id: self.job_id.clone(),
+                attempt: self.attempt,
+                seq: self.next_seq,
+                data,
+            })
+            .await?;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Writes what is left and answers the result's description.
+    pub async fn finish(mut self) -> StoreResult<ResultMeta> {
+        if !self.buffer.is_empty() || self.next_seq == 0 {
+            self.flush().await?;
+        }
+        Ok(ResultMeta {
+            ext: self.ext,
+            content_type: self.content_type,
+            size: self.size,
+        })
+    }
+}

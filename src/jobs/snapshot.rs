@@ -1,0 +1,85 @@
+//! The products snapshot: every product matching the filters, one JSON line each,
+//! gzip-compressed, read and written page by page so memory stays flat whatever the
+//! catalogue's size.
+
+use super::{JobContext, JobKind, JobRun};
+use crate::actors::store::ProductsPage;
+use crate::db::products::ProductFilter;
+use crate::views;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::io::Write;
+
+/// Products read per query.
+const PAGE: i64 = 500;
+
+/// The job of `GET /api/products/snapshot`.
+pub struct SnapshotJob;
+
+/// The endpoint name of the snapshot.
+pub const ENDPOINT: &str = "/api/products/snapshot";
+
+impl JobKind for SnapshotJob {
+    fn endpoint(&self) -> &'static str {
+        ENDPOINT
+    }
+
+    fn queue(&self) -> &'static str {
+        "snapshots"
+    }
+
+    fn run(&self, ctx: JobContext) -> JobRun {
+        Box::pin(async move {
+            let filter: ProductFilter = serde_json::from_str(&ctx.job.params)
+                .map_err(|e| format!("invalid job parameters: {e}"))?;
+            let mut out = ctx.result_writer("jsonl.gz", "application/gzip");
+            let mut gz = GzEncoder::new(Vec::with_capacity(64 * 1024), Compression::fast());
+            let mut after = None;
+            let mut count = 0usize;
+            loop {
+                ctx.breakpoints.pass("snapshot:page").await;
+                let page = ctx
+                    .store
+                    .read(ProductsPage {
+                        eshop_id: ctx.job.eshop_id,
+                        filter: filter.clone(),
+                        after: after.take(),
+                        limit: PAGE,
+                    })
+                    .await
+                    .map_err(|e| format!("reading products failed: {e}"))?;
+                for p in &page {
+                    serde_json::to_writer(&mut gz, &views::product(p, &ctx.config.timezone))
+                        .and_then(|_| gz.write_all(b"\n").map_err(serde_json::Error::io))
+                        .map_err(|e| format!("writing the snapshot failed: {e}"))?;
+                }
+                count += page.len();
+                let compressed = std::mem::take(gz.get_mut());
+                out.write(&compressed)
+                    .await
+                    .map_err(|e| format!("storing the snapshot failed: {e}"))?;
+                match page.last() {
+                    Some(last) if page.len() as i64 == PAGE => {
+                        after = Some((last.creation_time, last.guid.clone()))
+                    }
+                    _ => break,
+                }
+            }
+            let tail = gz
+                .finish()
+                .map_err(|e| format!("compressing the snapshot failed: {e}"))?;
+            out.write(&tail)
+                .await
+                .map_err(|e| format!("storing the snapshot failed: {e}"))?;
+            let meta = out
+                .finish()
+                .await
+                .map_err(|e| format!("storing the snapshot failed: {e}"))?;
+            ctx.log(&format!(
+                "snapshot of {count} products, {} bytes",
+                meta.size
+            ));
+            Ok(meta)
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! jobline: the asynchronous requests of an e-shop platform's REST API. A request is
+//! validated, committed as a job and answered 202 at once; worker pools run the job; the
+//! result is downloadable for a while; a signed `job:finished` webhook tells the e-shop.
+//!
+//! [`run`] boots the whole service on a listener: the binary calls it, and so do the
+//! integration tests (on port 0).
+
+pub mod actors;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod jobs;
+pub mod model;
+pub mod views;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actors::events::Events;
+use actors::store::{QueryActor, Store, StoreWriter};
+use actors::supervisor::{Hurry, Shutdown, Supervisor};
+use config::Config;
+use db::Backend;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long in-flight HTTP requests may take to finish once shutdown starts.
+const HTTP_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// A running jobline: the HTTP server and every actor.
+pub struct App {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The demo e-shop's token when this start created it (a first run on an empty database).
+    pub demo_token: Option<String>,
+    /// Points where tests can hold running jobs.
+    pub breakpoints: Arc<jobs::Breakpoints>,
+    server: ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    supervisor: Addr<Supervisor>,
+    _single_node_lock: Option<std::fs::File>,
+}
+
+impl App {
+    /// Graceful shutdown: stop accepting requests, stop claiming, let running jobs finish
+    /// within `shutdown_grace`, hand the rest back to `pending`.
+    pub async fn shutdown(self) {
+        let http = self.server.stop(true);
+        let engine = self.supervisor.send(Shutdown);
+        let (_, _) = tokio::join!(http, engine);
+        let _ = self.server_task.await;
+    }
+
+    /// Ends the shutdown grace at once (a second SIGTERM).
+    pub fn hurry(&self) {
+        self.supervisor.do_send(Hurry);
+    }
+
+    /// A handle that can end the grace period while [`App::shutdown`] runs.
+    pub fn hurry_handle(&self) -> Recipient<Hurry> {
+        self.supervisor.clone().recipient()
+    }
+}
+
+/// Takes the lock that keeps a second process off a SQLite database: SQLite is one node.
+fn lock_single_node(path: &str) -> Result<std::fs::File, String> {
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {lock_path}: {e}"))?;
+    file.try_lock().map_err(|_| {
+        format!(
+            "another jobline process is using {path}; SQLite serves one node \
+             (use PostgreSQL for several)"
+        )
+    })?;
+    Ok(file)
+}
+
+/// Boots jobline on `listener`: migrations, the demo e-shop on an empty database, the
+/// persistence actors, queues, workers, janitor and the HTTP API. Must run inside an actix
+/// system (`#[actix_web::main]`, `#[actix_rt::test]`).
+pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let backend = Backend::from_url(&config.database_url)?;
+    let lock = match &backend {
+        Backend::Sqlite(path) => Some(lock_single_node(path)?),
+        Backend::Postgres(_) => None,
+    };
+    let mut writer_conn = backend.establish()?;
+    db::migrate(&mut writer_conn)?;
+    let demo_token = if db::eshops::any(&mut writer_conn).map_err(|e| e.to_string())? {
+        None
+    } else {
+        Some(db::eshops::create(&mut writer_conn, 1, "demo").map_err(|e| e.to_string())?)
+    };
+    if !backend.is_postgres() {
+        // One node: whatever is still `running` belonged to a process that is gone.
+        recover_previous_run(&mut writer_conn, &config)?;
+    }
+    let pool = db::connect(&backend, config.db_pool_size)?;
+    let store = Store {
+        writer: StoreWriter::start(writer_conn, config.write_batch_max),
+        reader: QueryActor::start_pool(pool, config.query_actors),
+    };
+    let events = Arc::new(Events::default());
+    let registry = jobs::Registry::standard();
+    let breakpoints = Arc::new(jobs::Breakpoints::default());
+    let node = format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+        std::process::id(),
+        model::ids::new_job_id()
+    );
+    let supervisor = Supervisor::new(actors::Shared {
+        store: store.clone(),
+        config: config.clone(),
+        events: events.clone(),
+        registry: registry.clone(),
+        breakpoints: breakpoints.clone(),
+        node,
+    })
+    .start();
+    let state = actix_web::web::Data::new(api::AppState {
+        store,
+        config: config.clone(),
+        events,
+        registry,
+        tokens: api::auth::TokenCache::default(),
+    });
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .configure(api::configure)
+    })
+    .listen(listener)
+    .map_err(|e| format!("cannot listen: {e}"))?
+    .disable_signals()
+    .shutdown_timeout(HTTP_SHUTDOWN.as_secs())
+    .run();
+    let handle = server.handle();
+    let server_task = tokio::task::spawn_local(server);
+    Ok(App {
+        addr,
+        demo_token,
+        breakpoints,
+        server: handle,
+        server_task,
+        supervisor,
+        _single_node_lock: lock,
+    })
+}
+
+fn recover_previous_run(conn: &mut db::DbConnection, config: &Config) -> Result<(), String> {
+    loop {
+        let n = db::jobs::recover_lost(
+            conn,
+            model::time::now(),
+            config.max_attempts as i32,
+            &config.timezone,
+            actors::janitor::BATCH,
+            true,
+        )
+        .map_err(|e| e.to_string())?;
+        if n > 0 {
+            log::warn!("took back {n} jobs left running by a previous process");
+        }
+        if n < actors::janitor::BATCH as usize {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the engine against the real app, on SQLite and PostgreSQL.
+
+mod common;
+
+mod fencing;
+mod jobs_list;
+mod lifecycle;
+mod process;
+mod validation;
