@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod jobs;
 pub mod model;
+pub mod outbound;
 pub mod views;
 
 use actix::prelude::*;

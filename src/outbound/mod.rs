@@ -1,0 +1,9 @@
+//! Outbound HTTP: the one client through which jobline reaches other servers (webhook
+//! deliveries, image downloads). It refuses non-public targets unless
+//! `allow_private_targets` is set, checked on the resolved address at connect time so a
+//! DNS answer cannot smuggle a private address past it, and follows redirects only when
+//! asked, each hop checked again.
+
+pub mod guard;
+
+pub use guard::{check_url, describe_error, guarded_client, is_public, OutboundPolicy};
