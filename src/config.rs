@@ -66,6 +66,10 @@ pub struct Config {
     /// How long running jobs may finish after SIGTERM.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// The backstop: how often an idle queue looks for jobs nobody woke it for (a wake-up
+    /// lost while a PostgreSQL listener reconnects, jobs whose lease was taken back).
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
     /// Worker pools by queue name.
     pub queues: BTreeMap<String, QueueConfig>,
 }
@@ -122,6 +126,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(10),
             max_attempts: 3,
             shutdown_grace: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
             queues: BTreeMap::new(),
         }
     }
@@ -187,6 +192,7 @@ impl Config {
             ("result_ttl", self.result_ttl),
             ("job_retention", self.job_retention),
             ("webhook_timeout", self.webhook_timeout),
+            ("poll_interval", self.poll_interval),
         ] {
             if d.is_zero() {
                 return bad(key, "must be longer than zero");

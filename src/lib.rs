@@ -42,6 +42,7 @@ pub struct App {
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     supervisor: Addr<Supervisor>,
     _single_node_lock: Option<std::fs::File>,
+    _listener: Option<actors::pg_listener::PgListener>,
 }
 
 impl App {
@@ -99,7 +100,12 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     let demo_token = if db::eshops::any(&mut writer_conn).map_err(|e| e.to_string())? {
         None
     } else {
-        Some(db::eshops::create(&mut writer_conn, 1, "demo").map_err(|e| e.to_string())?)
+        match db::eshops::create(&mut writer_conn, 1, "demo") {
+            Ok(token) => Some(token),
+            // Another node starting on the same empty database created it first.
+            Err(error::StoreError::Conflict(_)) => None,
+            Err(e) => return Err(e.to_string()),
+        }
     };
     if !backend.is_postgres() {
         // One node: whatever is still `running` belonged to a process that is gone.
@@ -111,6 +117,9 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         reader: QueryActor::start_pool(pool, config.query_actors),
     };
     let events = Arc::new(Events::default());
+    let listener_thread = backend
+        .is_postgres()
+        .then(|| actors::pg_listener::PgListener::start(backend.clone(), events.clone()));
     let registry = jobs::Registry::standard();
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(
@@ -134,6 +143,10 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         events,
         registry,
         tokens: api::auth::TokenCache::default(),
+        limiter: api::rate_limit::RateLimiter::new(
+            config.rate_limit_capacity,
+            config.rate_limit_refill_per_sec,
+        ),
     });
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server = actix_web::HttpServer::new(move || {
@@ -156,6 +169,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         server_task,
         supervisor,
         _single_node_lock: lock,
+        _listener: listener_thread,
     })
 }
 

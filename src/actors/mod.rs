@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod janitor;
+pub mod pg_listener;
 pub mod queue;
 pub mod store;
 pub mod supervisor;

@@ -13,11 +13,7 @@ use crate::db::jobs::ClaimedJob;
 use crate::model::time;
 use actix::prelude::*;
 use std::collections::HashMap;
-use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// How often a queue looks for work when nothing woke it.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Stops claiming; answers once no job of this queue runs on this node.
 #[derive(Message)]
@@ -111,22 +107,30 @@ impl Queue {
         if self.running.is_empty() {
             return;
         }
+        let asked: Vec<(String, i32)> = self
+            .running
+            .iter()
+            .map(|(id, (attempt, _))| (id.clone(), *attempt))
+            .collect();
         let op = RenewLeases {
             node: self.shared.node.clone(),
-            ids: self.running.keys().cloned().collect(),
+            ids: asked.iter().map(|(id, _)| id.clone()).collect(),
             lease: time::micros(self.shared.config.lease),
         };
         let store = self.shared.store.clone();
         async move { store.write(op).await }
             .into_actor(self)
-            .map(|held, act, _| match held {
+            .map(move |held, act, _| match held {
                 Ok(held) => {
+                    // Only the jobs this renewal asked about: one claimed meanwhile is not lost.
                     let held: HashMap<String, i32> = held.into_iter().collect();
-                    let lost: Vec<String> = act
-                        .running
-                        .iter()
-                        .filter(|(id, (attempt, _))| held.get(*id) != Some(attempt))
-                        .map(|(id, _)| id.clone())
+                    let lost: Vec<String> = asked
+                        .into_iter()
+                        .filter(|(id, attempt)| {
+                            held.get(id) != Some(attempt)
+                                && act.running.get(id).is_some_and(|(a, _)| a == attempt)
+                        })
+                        .map(|(id, _)| id)
                         .collect();
                     for id in lost {
                         log::warn!("job {id} is no longer held by this node; stopping it");
@@ -175,7 +179,7 @@ impl Actor for Queue {
             ctx.address().recipient(),
             ctx.address().recipient(),
         );
-        ctx.run_interval(POLL_INTERVAL, |act, ctx| act.claim(ctx));
+        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| act.claim(ctx));
         ctx.run_interval(self.shared.config.heartbeat, |act, ctx| act.heartbeat(ctx));
         self.claim(ctx);
     }

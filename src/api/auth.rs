@@ -55,11 +55,13 @@ pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
             "Send the API token as `Authorization: Bearer <token>`.",
         ));
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     header
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .ok_or_else(invalid_token)
 }

@@ -8,6 +8,7 @@ mod health;
 mod jobs;
 pub mod params;
 mod products;
+pub mod rate_limit;
 mod results;
 mod snapshot;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Resolved API tokens.
     pub tokens: auth::TokenCache,
+    /// Leaky buckets per token.
+    pub limiter: rate_limit::RateLimiter,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -60,6 +63,7 @@ fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
+            .wrap(from_fn(rate_limit::limit))
             .wrap(from_fn(envelope::with_request_id))
             .service(resource("/healthz").route(web::get().to(health::healthz)))
             .service(resource("/readyz").route(web::get().to(health::readyz)))

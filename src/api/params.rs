@@ -143,11 +143,7 @@ pub async fn json_body<T: DeserializeOwned>(
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-body",
-                "The body could not be read.",
-            )
+            ApiError::invalid_data("body", "The body could not be read completely.")
         })?;
         if body.len() + chunk.len() > MAX_BODY {
             return Err(too_large());

@@ -5,6 +5,7 @@
 
 use super::notifications;
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
+use super::signals::{self, Signal};
 use super::DbConnection;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{time, JobStatus, Micros, Zone};
@@ -64,6 +65,16 @@ impl Job {
             (st, _) => st,
         }
     }
+}
+
+/// The stored names of a status change, checked against the job life cycle: the `from`
+/// name goes into the change's WHERE clause, so the database applies only allowed moves.
+fn transition(from: JobStatus, to: JobStatus) -> (&'static str, &'static str) {
+    assert!(
+        from.can_become(to),
+        "{from} -> {to} is not a job transition"
+    );
+    (from.as_str(), to.as_str())
 }
 
 /// A log line: the time in the API's zone, then the message.
@@ -134,6 +145,7 @@ pub fn insert(
         .values(job)
         .execute(conn)
         .map_err(raced)?;
+    signals::send(conn, &Signal::Wake(job.queue.clone()))?;
     Ok((job.id.clone(), true))
 }
 
@@ -147,12 +159,22 @@ fn raced(e: diesel::result::Error) -> StoreError {
     }
 }
 
-/// One job of one e-shop, unless older than the retention `cutoff`.
+/// Jobs still kept: created after the retention `cutoff`, or not finished yet (a job that
+/// waited or ran longer than the retention is not forgotten while it is unfinished).
+fn retained(cutoff: Micros) -> JobPredicate {
+    Box::new(
+        jobs::creation_time
+            .ge(cutoff)
+            .or(jobs::status.eq_any(["pending", "running"])),
+    )
+}
+
+/// One job of one e-shop, unless the retention `cutoff` removed it.
 pub fn get(conn: &mut DbConnection, eshop_id: i64, id: &str, cutoff: Micros) -> StoreResult<Job> {
     Ok(jobs::table
         .filter(jobs::eshop_id.eq(eshop_id))
         .filter(jobs::id.eq(id))
-        .filter(jobs::creation_time.ge(cutoff))
+        .filter(retained(cutoff))
         .select(Job::as_select())
         .first(conn)?)
 }
@@ -161,7 +183,7 @@ pub fn get(conn: &mut DbConnection, eshop_id: i64, id: &str, cutoff: Micros) -> 
 pub fn get_unscoped(conn: &mut DbConnection, id: &str, cutoff: Micros) -> StoreResult<Job> {
     Ok(jobs::table
         .filter(jobs::id.eq(id))
-        .filter(jobs::creation_time.ge(cutoff))
+        .filter(retained(cutoff))
         .select(Job::as_select())
         .first(conn)?)
 }
@@ -216,8 +238,8 @@ fn filtered<'a>(
 ) -> jobs::BoxedQuery<'a, super::connection::MultiBackend> {
     let mut q = jobs::table
         .filter(jobs::eshop_id.eq(eshop_id))
-        .filter(jobs::creation_time.ge(cutoff))
-        .into_boxed();
+        .into_boxed()
+        .filter(retained(cutoff));
     if let Some((first, rest)) = f.statuses.split_first() {
         let mut any = status_predicate(*first, now);
         for st in rest {
@@ -378,10 +400,18 @@ pub fn finish(
     result_ttl: Micros,
 ) -> StoreResult<bool> {
     let now = time::now();
+    let (from, to) = transition(
+        JobStatus::Running,
+        match outcome {
+            Outcome::Completed(_) => JobStatus::Completed,
+            Outcome::Failed => JobStatus::Failed,
+            Outcome::Killed => JobStatus::Killed,
+        },
+    );
     let target = jobs::table
         .filter(jobs::id.eq(id))
         .filter(jobs::attempt.eq(attempt))
-        .filter(jobs::status.eq(JobStatus::Running.as_str()));
+        .filter(jobs::status.eq(from));
     let common = (
         jobs::completion_time.eq(Some(now)),
         jobs::lease_owner.eq(None::<String>),
@@ -391,7 +421,7 @@ pub fn finish(
     let n = match outcome {
         Outcome::Completed(meta) => diesel::update(target)
             .set((
-                jobs::status.eq(JobStatus::Completed.as_str()),
+                jobs::status.eq(to),
                 jobs::result_ext.eq(Some(&meta.ext)),
                 jobs::result_content_type.eq(Some(&meta.content_type)),
                 jobs::result_size.eq(Some(meta.size)),
@@ -399,16 +429,9 @@ pub fn finish(
                 common,
             ))
             .execute(conn)?,
-        Outcome::Failed | Outcome::Killed => {
-            let st = if *outcome == Outcome::Failed {
-                JobStatus::Failed
-            } else {
-                JobStatus::Killed
-            };
-            diesel::update(target)
-                .set((jobs::status.eq(st.as_str()), common))
-                .execute(conn)?
-        }
+        Outcome::Failed | Outcome::Killed => diesel::update(target)
+            .set((jobs::status.eq(to), common))
+            .execute(conn)?,
     };
     if n == 0 {
         return Ok(false);
@@ -418,6 +441,7 @@ pub fn finish(
     }
     let eshop_id: i64 = jobs::table.find(id).select(jobs::eshop_id).first(conn)?;
     notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
+    signals::send(conn, &Signal::Ended(id.to_string()))?;
     Ok(true)
 }
 
@@ -432,13 +456,15 @@ pub fn kill(
 ) -> StoreResult<Job> {
     let job = get(conn, eshop_id, id, cutoff)?;
     let now = time::now();
+    let (pending, killed) = transition(JobStatus::Pending, JobStatus::Killed);
+    let (running, _) = transition(JobStatus::Running, JobStatus::Killed);
     let n = diesel::update(
         jobs::table
             .filter(jobs::id.eq(id))
-            .filter(jobs::status.eq_any(["pending", "running"])),
+            .filter(jobs::status.eq_any([pending, running])),
     )
     .set((
-        jobs::status.eq(JobStatus::Killed.as_str()),
+        jobs::status.eq(killed),
         jobs::completion_time.eq(Some(now)),
         jobs::lease_owner.eq(None::<String>),
         jobs::lease_expires.eq(None::<Micros>),
@@ -454,26 +480,32 @@ pub fn kill(
     }
     super::results::delete(conn, id)?;
     notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
+    signals::send(conn, &Signal::Kill(id.to_string()))?;
+    signals::send(conn, &Signal::Ended(id.to_string()))?;
     get(conn, eshop_id, id, cutoff)
 }
 
 /// Hands a running attempt back to `pending` without spending the attempt (shutdown).
 pub fn release(conn: &mut DbConnection, id: &str, attempt: i32, log: &str) -> StoreResult<bool> {
-    let n = diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(id))
-            .filter(jobs::attempt.eq(attempt))
-            .filter(jobs::status.eq("running")),
-    )
-    .set((
-        jobs::status.eq(JobStatus::Pending.as_str()),
-        jobs::attempt.eq(attempt - 1),
-        jobs::lease_owner.eq(None::<String>),
-        jobs::lease_expires.eq(None::<Micros>),
-        jobs::started_time.eq(None::<Micros>),
-        jobs::log.eq(jobs::log.concat(log.to_string())),
-    ))
-    .execute(conn)?;
+    let (from, to) = transition(JobStatus::Running, JobStatus::Pending);
+    let target = jobs::table
+        .filter(jobs::id.eq(id))
+        .filter(jobs::attempt.eq(attempt))
+        .filter(jobs::status.eq(from));
+    let queue: Option<String> = target.select(jobs::queue).first(conn).optional()?;
+    let n = diesel::update(target)
+        .set((
+            jobs::status.eq(to),
+            jobs::attempt.eq(attempt - 1),
+            jobs::lease_owner.eq(None::<String>),
+            jobs::lease_expires.eq(None::<Micros>),
+            jobs::started_time.eq(None::<Micros>),
+            jobs::log.eq(jobs::log.concat(log.to_string())),
+        ))
+        .execute(conn)?;
+    if let (1, Some(queue)) = (n, queue) {
+        signals::send(conn, &Signal::Wake(queue))?;
+    }
     Ok(n == 1)
 }
 
@@ -491,27 +523,42 @@ pub fn recover_lost(
 ) -> StoreResult<usize> {
     let mut q = jobs::table
         .filter(jobs::status.eq("running"))
-        .select((jobs::id, jobs::eshop_id, jobs::attempt))
+        .select((
+            jobs::id,
+            jobs::eshop_id,
+            jobs::attempt,
+            jobs::queue,
+            jobs::lease_owner,
+        ))
         .limit(limit)
         .into_boxed();
     if !everything_running {
         q = q.filter(jobs::lease_expires.lt(now));
     }
-    let lost: Vec<(String, i64, i32)> = q.load(conn)?;
-    for (id, eshop_id, attempt) in &lost {
+    let lost: Vec<(String, i64, i32, String, Option<String>)> = q.load(conn)?;
+    for (id, eshop_id, attempt, queue, owner) in &lost {
+        let owner = owner.as_deref().unwrap_or("an unknown node");
+        let to = if *attempt >= max_attempts {
+            JobStatus::Killed
+        } else {
+            JobStatus::Pending
+        };
+        let (from, to) = transition(JobStatus::Running, to);
         let target = jobs::table
             .filter(jobs::id.eq(id))
             .filter(jobs::attempt.eq(attempt))
-            .filter(jobs::status.eq("running"));
+            .filter(jobs::status.eq(from));
         if *attempt >= max_attempts {
             let line = log_line(
                 zone,
                 now,
-                &format!("attempt {attempt} lost its lease; out of attempts ({max_attempts})"),
+                &format!(
+                    "attempt {attempt} on {owner} lost its lease; out of attempts ({max_attempts})"
+                ),
             );
             let n = diesel::update(target)
                 .set((
-                    jobs::status.eq(JobStatus::Killed.as_str()),
+                    jobs::status.eq(to),
                     jobs::completion_time.eq(Some(now)),
                     jobs::lease_owner.eq(None::<String>),
                     jobs::lease_expires.eq(None::<Micros>),
@@ -521,21 +568,23 @@ pub fn recover_lost(
             if n == 1 {
                 super::results::delete(conn, id)?;
                 notifications::record_job_finished(conn, *eshop_id, id, zone, now)?;
+                signals::send(conn, &Signal::Ended(id.clone()))?;
             }
         } else {
             let line = log_line(
                 zone,
                 now,
-                &format!("attempt {attempt} lost its lease; will run again"),
+                &format!("attempt {attempt} on {owner} lost its lease; will run again"),
             );
             diesel::update(target)
                 .set((
-                    jobs::status.eq(JobStatus::Pending.as_str()),
+                    jobs::status.eq(to),
                     jobs::lease_owner.eq(None::<String>),
                     jobs::lease_expires.eq(None::<Micros>),
                     jobs::log.eq(jobs::log.concat(line)),
                 ))
                 .execute(conn)?;
+            signals::send(conn, &Signal::Wake(queue.clone()))?;
         }
     }
     Ok(lost.len())
@@ -555,12 +604,13 @@ pub fn expire(conn: &mut DbConnection, now: Micros, limit: i64) -> StoreResult<u
     }
     diesel::delete(job_result_chunks::table.filter(job_result_chunks::job_id.eq_any(&due)))
         .execute(conn)?;
+    let (from, to) = transition(JobStatus::Completed, JobStatus::Expired);
     Ok(diesel::update(
         jobs::table
             .filter(jobs::id.eq_any(&due))
-            .filter(jobs::status.eq("completed")),
+            .filter(jobs::status.eq(from)),
     )
-    .set(jobs::status.eq(JobStatus::Expired.as_str()))
+    .set(jobs::status.eq(to))
     .execute(conn)?)
 }
 

@@ -9,5 +9,6 @@ pub mod notifications;
 pub mod products;
 pub mod results;
 pub mod schema;
+pub mod signals;
 
 pub use connection::{connect, migrate, Backend, DbConnection, DbPool};

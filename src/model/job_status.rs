@@ -49,8 +49,9 @@ impl JobStatus {
     }
 
     /// The transitions of the job life cycle. Every status change in the store is checked
-    /// against this, and the SQL of each change also requires the `from` status, so that a
-    /// race between nodes can never skip a step.
+    /// against this, and the SQL of each change requires the `from` status, so that a race
+    /// between nodes can never skip a step. (The batched claim, pending → running, is one
+    /// SQL statement that names both.)
     pub fn can_become(self, to: JobStatus) -> bool {
         use JobStatus::*;
         matches!(

@@ -6,4 +6,5 @@ mod fencing;
 mod jobs_list;
 mod lifecycle;
 mod process;
+mod reliability;
 mod validation;

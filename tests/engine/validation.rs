@@ -22,6 +22,14 @@ async fn authentication_is_required(backend: Backend) {
         )
         .await;
     assert_eq!(basic.error_code(), "invalid-access-token");
+    let lower = t
+        .send(
+            t.client
+                .get(t.url("/api/system/jobs"))
+                .header("Authorization", format!("bearer {}", t.token)),
+        )
+        .await;
+    assert_eq!(lower.status, 200, "the auth scheme is case-insensitive");
     // Health endpoints need no token.
     assert_eq!(t.send(t.client.get(t.url("/healthz"))).await.status, 200);
     assert_eq!(t.send(t.client.get(t.url("/readyz"))).await.status, 200);

@@ -2,6 +2,8 @@
 //! SQLite file or a fresh PostgreSQL database, and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod node;
+
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use jobline::config::Config;
