@@ -13,6 +13,8 @@ use crate::db::jobs::ClaimedJob;
 use crate::model::time;
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// Stops claiming; answers once no job of this queue runs on this node.
@@ -37,6 +39,8 @@ pub struct Queue {
     claiming: bool,
     wake_again: bool,
     draining: bool,
+    /// Shared with the workers: while set they claim no next job.
+    draining_flag: Arc<AtomicBool>,
     drained: Vec<oneshot::Sender<()>>,
 }
 
@@ -53,6 +57,7 @@ impl Queue {
             claiming: false,
             wake_again: false,
             draining: false,
+            draining_flag: Arc::default(),
             drained: Vec::new(),
         }
     }
@@ -166,6 +171,8 @@ impl Actor for Queue {
         for index in 0..self.settings.workers {
             let worker = Worker::new(
                 index,
+                self.name.clone(),
+                self.draining_flag.clone(),
                 done.clone(),
                 self.settings.max_run_time,
                 self.shared.clone(),
@@ -209,9 +216,16 @@ impl Handler<WorkerDone> for Queue {
         {
             self.running.remove(&msg.id);
         }
-        self.idle.push(msg.worker);
-        self.check_drained();
-        self.claim(ctx);
+        match msg.next {
+            Some(next) => {
+                self.running.insert(next.id, (next.attempt, msg.worker));
+            }
+            None => {
+                self.idle.push(msg.worker);
+                self.check_drained();
+                self.claim(ctx);
+            }
+        }
     }
 }
 
@@ -219,6 +233,7 @@ impl Handler<Drain> for Queue {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
+        self.draining_flag.store(true, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.drained.push(tx);
         self.check_drained();
@@ -232,6 +247,7 @@ impl Handler<HandBackAll> for Queue {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: HandBackAll, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
+        self.draining_flag.store(true, Ordering::Relaxed);
         let busy: Vec<Addr<Worker>> = self
             .running
             .values()

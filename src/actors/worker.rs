@@ -2,7 +2,7 @@
 //! caught, then the fenced completion. It can be told to drop the job (killed elsewhere,
 //! lease lost) or to hand it back at shutdown without spending the attempt.
 
-use super::store::{FinishJob, ReleaseJob};
+use super::store::{ClaimJobs, FinishJob, ReleaseJob};
 use super::Shared;
 use crate::db::jobs::{log_line, ClaimedJob, Outcome};
 use crate::jobs::JobContext;
@@ -10,6 +10,8 @@ use crate::model::time;
 use actix::prelude::*;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs a claimed job.
@@ -27,7 +29,8 @@ pub struct AbandonJob;
 #[rtype(result = "()")]
 pub struct HandBack;
 
-/// Tells the queue a worker is free again.
+/// Tells the queue a worker has ended a job: it is free again, or already runs the next
+/// job it claimed together with the end of the last one.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WorkerDone {
@@ -35,18 +38,26 @@ pub struct WorkerDone {
     pub worker: usize,
     /// The job it ran.
     pub id: String,
+    /// The job it runs now, if it claimed one.
+    pub next: Option<ClaimedJob>,
 }
 
 struct Current {
     job: ClaimedJob,
     handle: SpawnHandle,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    log: Arc<std::sync::Mutex<String>>,
+    /// The end of the job is being written: too late to abandon or hand it back.
+    finishing: bool,
 }
 
 /// One worker of a queue's pool.
 pub struct Worker {
     /// Index in the queue's pool (how the queue knows which worker is free).
     index: usize,
+    /// The queue's name (to claim the next job with the end of the last).
+    queue: String,
+    /// Set by the queue when it drains: then no next job is claimed.
+    draining: Arc<AtomicBool>,
     /// Where to say it is free.
     done: Recipient<WorkerDone>,
     /// The queue's `max_run_time`.
@@ -60,12 +71,16 @@ impl Worker {
     /// A new idle worker.
     pub fn new(
         index: usize,
+        queue: String,
+        draining: Arc<AtomicBool>,
         done: Recipient<WorkerDone>,
         max_run_time: Duration,
         shared: Shared,
     ) -> Worker {
         Worker {
             index,
+            queue,
+            draining,
             done,
             max_run_time,
             shared,
@@ -73,24 +88,17 @@ impl Worker {
         }
     }
 
-    fn free(&mut self) {
+    fn free(&mut self, next: Option<ClaimedJob>) {
         if let Some(cur) = self.current.take() {
             self.done.do_send(WorkerDone {
                 worker: self.index,
                 id: cur.job.id,
+                next,
             });
         }
     }
-}
 
-impl Actor for Worker {
-    type Context = Context<Self>;
-}
-
-impl Handler<RunJob> for Worker {
-    type Result = ();
-
-    fn handle(&mut self, RunJob(job): RunJob, ctx: &mut Context<Self>) {
+    fn start(&mut self, job: ClaimedJob, ctx: &mut Context<Self>) {
         let jctx = JobContext::new(
             job.clone(),
             self.shared.store.clone(),
@@ -125,35 +133,77 @@ impl Handler<RunJob> for Worker {
                 Ok(Ok(Ok(meta))) => (Outcome::Completed(meta), "completed".to_string()),
             }
         };
-        let handle = ctx.spawn(run.into_actor(self).then(|(outcome, last), act, _| {
-            let cur = act.current.as_ref().expect("a running job");
-            let mut lines = cur.log.lock().expect("job log lock").clone();
-            lines.push_str(&log_line(&act.shared.config.timezone, time::now(), &last));
-            let finish = FinishJob {
-                id: cur.job.id.clone(),
-                attempt: cur.job.attempt,
-                outcome,
-                log: lines,
-                zone: act.shared.config.timezone,
-                result_ttl: time::micros(act.shared.config.result_ttl),
-            };
-            let store = act.shared.store.clone();
-            async move { store.write(finish).await }
-                .into_actor(act)
-                .map(|written, act, _| {
-                    match written {
-                        Ok(true) => {
+        let handle = ctx.spawn(
+            run.into_actor(self)
+                .then(|(outcome, last), act, _| act.finish(outcome, last)),
+        );
+        self.current = Some(Current {
+            job,
+            handle,
+            log,
+            finishing: false,
+        });
+    }
+
+    fn finish(&mut self, outcome: Outcome, last: String) -> impl ActorFuture<Self, Output = ()> {
+        let cur = self.current.as_mut().expect("a running job");
+        cur.finishing = true;
+        let mut lines = cur.log.lock().expect("job log lock").clone();
+        lines.push_str(&log_line(&self.shared.config.timezone, time::now(), &last));
+        let config = &self.shared.config;
+        let claim_next = (!self.draining.load(Ordering::Relaxed)).then(|| ClaimJobs {
+            queue: self.queue.clone(),
+            node: self.shared.node.clone(),
+            limit: 1,
+            max_per_eshop: i64::from(config.max_running_per_eshop),
+            lease: time::micros(config.lease),
+        });
+        let finish = FinishJob {
+            id: cur.job.id.clone(),
+            attempt: cur.job.attempt,
+            outcome,
+            log: lines,
+            zone: config.timezone,
+            result_ttl: time::micros(config.result_ttl),
+            claim_next,
+        };
+        let store = self.shared.store.clone();
+        async move { store.write(finish).await }
+            .into_actor(self)
+            .map(|written, act, ctx| {
+                let next = match written {
+                    Ok(finished) => {
+                        if finished.recorded {
                             if let Some(cur) = &act.current {
                                 act.shared.events.job_ended(&cur.job.id);
                             }
+                        } else {
+                            log::info!("a stale attempt's completion was refused");
                         }
-                        Ok(false) => log::info!("a stale attempt's completion was refused"),
-                        Err(e) => log::error!("recording a job's end failed: {e}"),
+                        finished.next
                     }
-                    act.free();
-                })
-        }));
-        self.current = Some(Current { job, handle, log });
+                    Err(e) => {
+                        log::error!("recording a job's end failed (its lease will expire): {e}");
+                        None
+                    }
+                };
+                act.free(next.clone());
+                if let Some(job) = next {
+                    act.start(job, ctx);
+                }
+            })
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+}
+
+impl Handler<RunJob> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, RunJob(job): RunJob, ctx: &mut Context<Self>) {
+        self.start(job, ctx);
     }
 }
 
@@ -161,9 +211,9 @@ impl Handler<AbandonJob> for Worker {
     type Result = ();
 
     fn handle(&mut self, _: AbandonJob, ctx: &mut Context<Self>) {
-        if let Some(cur) = &self.current {
+        if let Some(cur) = self.current.as_ref().filter(|c| !c.finishing) {
             ctx.cancel_future(cur.handle);
-            self.free();
+            self.free(None);
         }
     }
 }
@@ -172,7 +222,7 @@ impl Handler<HandBack> for Worker {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: HandBack, ctx: &mut Context<Self>) -> Self::Result {
-        let Some(cur) = &self.current else {
+        let Some(cur) = self.current.as_ref().filter(|c| !c.finishing) else {
             return Box::pin(fut::ready(()));
         };
         ctx.cancel_future(cur.handle);
@@ -193,7 +243,7 @@ impl Handler<HandBack> for Worker {
                     if let Err(e) = released {
                         log::error!("handing a job back failed (its lease will expire): {e}");
                     }
-                    act.free();
+                    act.free(None);
                 }),
         )
     }

@@ -91,6 +91,9 @@ pub struct ResultMeta {
     pub content_type: String,
     /// Size in bytes.
     pub size: i64,
+    /// The last chunk (number, bytes), not stored yet: the completing transaction writes
+    /// it, so a result of up to one chunk costs no commit of its own.
+    pub tail: Option<(i32, Vec<u8>)>,
 }
 
 /// How a running attempt ended.
@@ -319,7 +322,8 @@ pub fn claim(
     now: Micros,
 ) -> StoreResult<Vec<ClaimedJob>> {
     // ?1 queue, ?2 max per e-shop, ?3 limit, ?4 node, ?5 lease end, ?6 now.
-    const CLAIM: &str = "\
+    // SQLite (one node, in process): rank every pending job of the queue per e-shop.
+    const SQLITE_CANDIDATES: &str = "\
         WITH running AS ( \
             SELECT eshop_id, COUNT(*) AS n FROM jobs \
             WHERE queue = ?1 AND status = 'running' GROUP BY eshop_id \
@@ -327,7 +331,30 @@ pub fn claim(
             SELECT id, eshop_id, creation_time, \
                 ROW_NUMBER() OVER (PARTITION BY eshop_id ORDER BY creation_time, id) AS rn \
             FROM jobs WHERE queue = ?1 AND status = 'pending' \
-        ), picked AS ( \
+        ), ";
+    // PostgreSQL: walk the distinct e-shops with pending jobs through the claim index
+    // (a loose index scan) and take at most ?2 oldest jobs of each (LATERAL), so a claim
+    // costs O(e-shops × cap), not O(pending jobs).
+    const PG_CANDIDATES: &str = "\
+        WITH RECURSIVE shops(eshop_id) AS ( \
+            SELECT MIN(eshop_id) FROM jobs WHERE queue = ?1 AND status = 'pending' \
+            UNION ALL \
+            SELECT (SELECT MIN(j.eshop_id) FROM jobs j \
+                    WHERE j.queue = ?1 AND j.status = 'pending' AND j.eshop_id > s.eshop_id) \
+            FROM shops s WHERE s.eshop_id IS NOT NULL \
+        ), running AS ( \
+            SELECT eshop_id, COUNT(*) AS n FROM jobs \
+            WHERE queue = ?1 AND status = 'running' GROUP BY eshop_id \
+        ), ranked AS ( \
+            SELECT c.id, c.eshop_id, c.creation_time, \
+                ROW_NUMBER() OVER (PARTITION BY c.eshop_id ORDER BY c.creation_time, c.id) AS rn \
+            FROM shops s CROSS JOIN LATERAL ( \
+                SELECT p.id, p.eshop_id, p.creation_time FROM jobs p \
+                WHERE p.queue = ?1 AND p.status = 'pending' AND p.eshop_id = s.eshop_id \
+                ORDER BY p.creation_time, p.id LIMIT ?2) c \
+        ), ";
+    const PICK_AND_CLAIM: &str = "\
+        picked AS ( \
             SELECT r.id FROM ranked r LEFT JOIN running u ON u.eshop_id = r.eshop_id \
             WHERE r.rn + COALESCE(u.n, 0) <= ?2 \
             ORDER BY r.creation_time, r.id LIMIT ?3 \
@@ -349,16 +376,17 @@ pub fn claim(
         };
     }
     let mut claimed = match conn {
-        DbConnection::Sqlite(c) => run!(c, CLAIM)?,
+        DbConnection::Sqlite(c) => run!(c, &format!("{SQLITE_CANDIDATES}{PICK_AND_CLAIM}"))?,
         DbConnection::Pg(c) => {
             // Claims of one queue are serialised across nodes for the length of this
             // transaction, so the per-e-shop cap holds cluster-wide.
             diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || $1))")
                 .bind::<Text, _>(queue)
                 .execute(c)?;
-            let pg_sql = (1..=6).rev().fold(CLAIM.to_string(), |s, i| {
-                s.replace(&format!("?{i}"), &format!("${i}"))
-            });
+            let sql = format!("{PG_CANDIDATES}{PICK_AND_CLAIM}");
+            let pg_sql = (1..=6)
+                .rev()
+                .fold(sql, |s, i| s.replace(&format!("?{i}"), &format!("${i}")));
             run!(c, &pg_sql)?
         }
     };
@@ -436,8 +464,18 @@ pub fn finish(
     if n == 0 {
         return Ok(false);
     }
-    if !matches!(outcome, Outcome::Completed(_)) {
-        super::results::delete(conn, id)?;
+    match outcome {
+        Outcome::Completed(ResultMeta {
+            tail: Some((seq, data)),
+            ..
+        }) => {
+            if *seq == 0 {
+                super::results::delete(conn, id)?;
+            }
+            super::results::append(conn, id, *seq, data)?;
+        }
+        Outcome::Completed(_) => {}
+        _ => super::results::delete(conn, id)?,
     }
     let eshop_id: i64 = jobs::table.find(id).select(jobs::eshop_id).first(conn)?;
     notifications::record_job_finished(conn, eshop_id, id, zone, now)?;

@@ -62,15 +62,16 @@ impl ResultWriter {
         Ok(())
     }
 
-    /// Writes what is left and answers the result's description.
-    pub async fn finish(mut self) -> StoreResult<ResultMeta> {
-        if !self.buffer.is_empty() || self.next_seq == 0 {
-            self.flush().await?;
-        }
-        Ok(ResultMeta {
+    /// Answers the result's description; what is left in the buffer travels with it as
+    /// the tail that the job's completion writes in its own transaction.
+    pub fn finish(mut self) -> ResultMeta {
+        let tail = std::mem::take(&mut self.buffer);
+        ResultMeta {
             ext: self.ext,
             content_type: self.content_type,
-            size: self.size,
-        })
+            size: self.size + tail.len() as i64,
+            // An empty tail is only needed to reset an earlier attempt's chunks.
+            tail: (!tail.is_empty() || self.next_seq == 0).then_some((self.next_seq, tail)),
+        }
     }
 }

@@ -71,10 +71,7 @@ impl JobKind for SnapshotJob {
             out.write(&tail)
                 .await
                 .map_err(|e| format!("storing the snapshot failed: {e}"))?;
-            let meta = out
-                .finish()
-                .await
-                .map_err(|e| format!("storing the snapshot failed: {e}"))?;
+            let meta = out.finish();
             ctx.log(&format!(
                 "snapshot of {count} products, {} bytes",
                 meta.size

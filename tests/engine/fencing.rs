@@ -25,6 +25,7 @@ fn meta() -> Outcome {
         ext: "jsonl.gz".into(),
         content_type: "application/gzip".into(),
         size: 0,
+        tail: None,
     })
 }
 

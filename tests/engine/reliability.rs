@@ -175,6 +175,8 @@ async fn postgres_three_nodes_survive_a_kill_9() {
         ("JOBLINE_LEASE", "2s"),
         ("JOBLINE_HEARTBEAT", "500ms"),
         ("JOBLINE_RATE_LIMIT_CAPACITY", "0"),
+        // One e-shop: let it use every node's workers.
+        ("JOBLINE_MAX_RUNNING_PER_ESHOP", "10"),
     ];
     let first = Node::start(&db.url, true, &fast_lease);
     let token = first.token.clone().unwrap();

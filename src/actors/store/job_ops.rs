@@ -169,12 +169,23 @@ pub struct FinishJob {
     pub zone: Zone,
     /// `result_ttl`.
     pub result_ttl: Micros,
+    /// Claim the worker's next job in the same transaction (one commit per job, not two).
+    pub claim_next: Option<ClaimJobs>,
+}
+
+/// The answer to [`FinishJob`].
+#[derive(Debug)]
+pub struct Finished {
+    /// Whether this attempt's end was recorded (false: a stale attempt, refused).
+    pub recorded: bool,
+    /// The worker's next job, if one was claimed.
+    pub next: Option<ClaimedJob>,
 }
 
 impl WriteOp for FinishJob {
-    type Output = bool;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<bool> {
-        jobs::finish(
+    type Output = Finished;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Finished> {
+        let recorded = jobs::finish(
             conn,
             &self.id,
             self.attempt,
@@ -182,7 +193,12 @@ impl WriteOp for FinishJob {
             &self.log,
             &self.zone,
             self.result_ttl,
-        )
+        )?;
+        let next = match self.claim_next {
+            Some(claim) => claim.apply(conn)?.into_iter().next(),
+            None => None,
+        };
+        Ok(Finished { recorded, next })
     }
 }
 
