@@ -51,6 +51,8 @@ pub struct Config {
     pub allow_private_targets: bool,
     /// Longest time one image download may take (connecting, redirects and the body): a
     /// slow source fails only its own image (`download-timeout`), never the whole job.
+    /// The default keeps the worst request (100 slow images, 4 at a time: 25 rounds of
+    /// 20 s) within the images queue's default `max_run_time` of 10 minutes.
     #[serde(deserialize_with = "duration")]
     pub image_download_timeout: Duration,
     /// Largest image accepted, in bytes: checked against `Content-Length` and again while
@@ -128,7 +130,7 @@ impl Default for Config {
                 .collect(),
             webhook_workers: 16,
             allow_private_targets: false,
-            image_download_timeout: Duration::from_secs(30),
+            image_download_timeout: Duration::from_secs(20),
             image_max_bytes: 20 * 1024 * 1024,
             image_download_concurrency: 4,
             rate_limit_capacity: 200,
@@ -367,9 +369,13 @@ mod tests {
             assert_eq!(queues[0].1.workers, 2);
             assert_eq!(queues[1].1.workers, 4);
             assert_eq!(queues[1].1.max_run_time, Duration::from_secs(600));
-            assert_eq!(c.image_download_timeout, Duration::from_secs(30));
+            assert_eq!(c.image_download_timeout, Duration::from_secs(20));
             assert_eq!(c.image_max_bytes, 20 * 1024 * 1024);
             assert_eq!(c.image_download_concurrency, 4);
+            // The slowest images request (100 sources that all time out) still ends
+            // before the images queue's max_run_time kills it.
+            let rounds = 100u32.div_ceil(c.image_download_concurrency as u32);
+            assert!(c.image_download_timeout * rounds < queues[1].1.max_run_time);
             Ok(())
         });
     }

@@ -55,7 +55,7 @@ struct Stored {
     created: Micros,
 }
 
-/// One image's outcome; `Err` of the outer result stops the whole attempt.
+/// One image's outcome: stored, or its index and why not.
 type Outcome = Result<Stored, (usize, ImageError)>;
 
 impl JobKind for ImagesJob {
