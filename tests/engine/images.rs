@@ -8,6 +8,8 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn b64(s: &str) -> Vec<u8> {
@@ -93,12 +95,37 @@ async fn big_stream() -> HttpResponse {
     HttpResponse::Ok().streaming(futures_util::stream::iter(chunks))
 }
 
-/// Starts the image server on 127.0.0.1:0 and answers its base URL.
+/// Requests `/counted` is answering now, and the most it ever answered at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// A PNG after a pause, counting how many such requests overlap.
+async fn counted(in_flight: web::Data<InFlight>) -> HttpResponse {
+    let now = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+    in_flight.max.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    in_flight.now.fetch_sub(1, Ordering::SeqCst);
+    HttpResponse::Ok().body(png())
+}
+
+/// Starts the image server on 127.0.0.1:0; answers its base URL.
 fn start_image_server() -> String {
+    start_counting_image_server().0
+}
+
+/// Starts the image server; answers its base URL and the `/counted` overlap counter.
+fn start_counting_image_server() -> (String, Arc<InFlight>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = actix_web::HttpServer::new(|| {
+    let in_flight = web::Data::new(InFlight::default());
+    let counter = in_flight.clone().into_inner();
+    let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .app_data(in_flight.clone())
+            .route("/counted", web::get().to(counted))
             .route("/img/{kind}", web::get().to(image_source))
             .route("/redirect/{n}", web::get().to(redirect))
             .route("/slow", web::get().to(slow))
@@ -111,7 +138,7 @@ fn start_image_server() -> String {
     .unwrap()
     .run();
     actix_rt::spawn(server);
-    format!("http://{addr}")
+    (format!("http://{addr}"), counter)
 }
 
 async fn spawn(backend: Backend, allow_private: bool) -> TestApp {
@@ -392,6 +419,28 @@ async fn same_name_replaces_and_delete_removes(backend: Backend) {
     assert!(left[0].images.is_empty());
 }
 
+async fn downloads_are_bounded_by_the_concurrency_setting(backend: Backend) {
+    let (src, in_flight) = start_counting_image_server();
+    let t = TestApp::spawn_with(backend, |c| {
+        c.allow_private_targets = true;
+        c.image_download_concurrency = 2;
+    })
+    .await;
+    let p = t.create_product("IMG6", "visible").await;
+    let guid = p["guid"].as_str().unwrap();
+    let images: Vec<Value> = (0..6)
+        .map(|i| json!({"name": format!("n{i}"), "downloadUrl": format!("{src}/counted?i={i}")}))
+        .collect();
+    let job_id = submit(&t, guid, Value::Array(images)).await;
+    let job = t.wait_finished(&job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert!(job["log"]
+        .as_str()
+        .unwrap()
+        .contains("stored 6 of 6 images"));
+    assert_eq!(in_flight.max.load(Ordering::SeqCst), 2);
+}
+
 async fn invalid_requests_create_no_job(backend: Backend) {
     let t = spawn(backend, true).await;
     let p = t.create_product("IMG5", "visible").await;
@@ -498,5 +547,6 @@ crate::on_both_backends!(
     each_bad_source_fails_only_its_image,
     private_targets_are_refused,
     same_name_replaces_and_delete_removes,
+    downloads_are_bounded_by_the_concurrency_setting,
     invalid_requests_create_no_job,
 );
