@@ -49,6 +49,18 @@ pub struct Config {
     pub webhook_workers: usize,
     /// Whether outbound requests may reach loopback, private and other non-public addresses.
     pub allow_private_targets: bool,
+    /// Longest time one image download may take (connecting, redirects and the body): a
+    /// slow source fails only its own image (`download-timeout`), never the whole job.
+    /// The default keeps the worst request (100 slow images, 4 at a time: 25 rounds of
+    /// 20 s) within the images queue's default `max_run_time` of 10 minutes.
+    #[serde(deserialize_with = "duration")]
+    pub image_download_timeout: Duration,
+    /// Largest image accepted, in bytes: checked against `Content-Length` and again while
+    /// the body streams, so a lying or absent header cannot make a worker buffer more.
+    pub image_max_bytes: u64,
+    /// Downloads one images job runs at once: bounds the memory (this many times
+    /// `image_max_bytes`) and the load one job puts on a source server.
+    pub image_download_concurrency: usize,
     /// Leaky bucket size per API token; 0 disables rate limiting.
     pub rate_limit_capacity: u32,
     /// Leaky bucket drain per second.
@@ -97,6 +109,9 @@ pub struct QueueSettings {
 /// The queues jobline has, with their default worker counts.
 pub const QUEUES: [(&str, usize); 2] = [("snapshots", 2), ("images", 4)];
 
+/// The most `image_max_bytes` may be: a downloaded image is held whole in memory.
+const MAX_IMAGE_BYTES: u64 = 1 << 30;
+
 const DEFAULT_MAX_RUN_TIME: Duration = Duration::from_secs(600);
 
 impl Default for Config {
@@ -119,6 +134,9 @@ impl Default for Config {
                 .collect(),
             webhook_workers: 16,
             allow_private_targets: false,
+            image_download_timeout: Duration::from_secs(20),
+            image_max_bytes: 20 * 1024 * 1024,
+            image_download_concurrency: 4,
             rate_limit_capacity: 200,
             rate_limit_refill_per_sec: 10,
             max_running_per_eshop: 2,
@@ -177,10 +195,21 @@ impl Config {
             ("webhook_workers", self.webhook_workers),
             ("max_running_per_eshop", self.max_running_per_eshop as usize),
             ("max_attempts", self.max_attempts as usize),
+            (
+                "image_download_concurrency",
+                self.image_download_concurrency,
+            ),
+            ("image_max_bytes", self.image_max_bytes.min(1) as usize),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");
             }
+        }
+        if self.image_max_bytes > MAX_IMAGE_BYTES {
+            return bad(
+                "image_max_bytes",
+                "must be at most 1 GiB (images are held in memory)",
+            );
         }
         if self.webhook_retry_schedule.is_empty() {
             return bad("webhook_retry_schedule", "must list at least one delay");
@@ -193,6 +222,7 @@ impl Config {
             ("job_retention", self.job_retention),
             ("webhook_timeout", self.webhook_timeout),
             ("poll_interval", self.poll_interval),
+            ("image_download_timeout", self.image_download_timeout),
         ] {
             if d.is_zero() {
                 return bad(key, "must be longer than zero");
@@ -345,6 +375,13 @@ mod tests {
             assert_eq!(queues[0].1.workers, 2);
             assert_eq!(queues[1].1.workers, 4);
             assert_eq!(queues[1].1.max_run_time, Duration::from_secs(600));
+            assert_eq!(c.image_download_timeout, Duration::from_secs(20));
+            assert_eq!(c.image_max_bytes, 20 * 1024 * 1024);
+            assert_eq!(c.image_download_concurrency, 4);
+            // The slowest images request (100 sources that all time out) still ends
+            // before the images queue's max_run_time kills it.
+            let rounds = 100u32.div_ceil(c.image_download_concurrency as u32);
+            assert!(c.image_download_timeout * rounds < queues[1].1.max_run_time);
             Ok(())
         });
     }
@@ -392,6 +429,18 @@ mod tests {
             jail.set_env("JOBLINE_DATABASE_URL", "mysql://x");
             let e = Config::load(None).unwrap_err();
             assert!(e.contains("database_url"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_IMAGE_DOWNLOAD_CONCURRENCY", "0");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("image_download_concurrency"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_IMAGE_DOWNLOAD_TIMEOUT", "0s");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("image_download_timeout"), "{e}");
             Ok(())
         });
         Jail::expect_with(|jail| {

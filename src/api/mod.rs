@@ -5,6 +5,7 @@ pub mod auth;
 pub mod envelope;
 pub mod error;
 mod health;
+mod images;
 mod jobs;
 pub mod params;
 mod products;
@@ -79,6 +80,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(products::get))
                     .route(web::patch().to(products::update))
                     .route(web::delete().to(products::delete)),
+            )
+            .service(resource("/api/products/{guid}/images").route(web::post().to(images::submit)))
+            .service(
+                resource("/api/products/{guid}/images/{name}").route(web::get().to(images::serve)),
             )
             .service(resource("/api/system/jobs").route(web::get().to(jobs::list)))
             .service(resource("/api/system/jobs/").route(web::get().to(jobs::list)))

@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::params::{json_body, QueryParams};
 use super::AppState;
 use crate::actors::store::{CreateProduct, DeleteProduct, GetProduct, ListProducts, UpdateProduct};
+use crate::db::images::ProductWithImages;
 use crate::db::products::{Product, ProductChange};
 use crate::model::{ids, time};
 use crate::views;
@@ -69,8 +70,8 @@ fn product_not_found(guid: &str) -> ApiError {
     ApiError::not_found("product-not-found", "Product", guid)
 }
 
-fn view(state: &AppState, p: &Product) -> Value {
-    views::product(p, &state.config.timezone)
+fn view(state: &AppState, p: &ProductWithImages) -> Value {
+    views::product(&p.product, &p.images, &state.config)
 }
 
 /// `POST /api/products`.
@@ -100,7 +101,10 @@ pub async fn create(
         .write(CreateProduct(product))
         .await
         .map_err(|e| conflict_at(e, &code))?;
-    Ok(reply(StatusCode::CREATED, view(&state, &created)))
+    Ok(reply(
+        StatusCode::CREATED,
+        views::product(&created, &[], &state.config),
+    ))
 }
 
 fn conflict_at(e: crate::error::StoreError, code: &str) -> ApiError {

@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod eshops;
+pub mod images;
 pub mod jobs;
 pub mod notifications;
 pub mod products;

@@ -71,6 +71,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    product_images (product_guid, name) {
+        product_guid -> Text,
+        eshop_id -> BigInt,
+        name -> Text,
+        priority -> Integer,
+        description -> Nullable<Text>,
+        content_type -> Text,
+        size -> BigInt,
+        md5 -> Text,
+        source_url -> Text,
+        created -> BigInt,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
     products (guid) {
         guid -> Text,
         eshop_id -> BigInt,
@@ -93,6 +109,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_tokens -> eshops (eshop_id));
+diesel::joinable!(product_images -> products (product_guid));
 diesel::joinable!(products -> eshops (eshop_id));
 diesel::joinable!(signature_keys -> eshops (eshop_id));
 
@@ -103,6 +120,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     job_result_chunks,
     jobs,
     notifications,
+    product_images,
     products,
     signature_keys,
 );

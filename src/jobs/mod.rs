@@ -4,6 +4,8 @@
 
 pub mod breakpoints;
 mod context;
+mod image_download;
+pub mod images;
 mod result_writer;
 pub mod snapshot;
 
@@ -39,7 +41,7 @@ impl Registry {
     /// Every job kind of jobline.
     pub fn standard() -> Registry {
         Registry {
-            kinds: vec![Arc::new(snapshot::SnapshotJob)],
+            kinds: vec![Arc::new(snapshot::SnapshotJob), Arc::new(images::ImagesJob)],
         }
     }
 

@@ -49,7 +49,8 @@ impl JobKind for SnapshotJob {
                     .await
                     .map_err(|e| format!("reading products failed: {e}"))?;
                 for p in &page {
-                    serde_json::to_writer(&mut gz, &views::product(p, &ctx.config.timezone))
+                    let line = views::product(&p.product, &p.images, &ctx.config);
+                    serde_json::to_writer(&mut gz, &line)
                         .and_then(|_| gz.write_all(b"\n").map_err(serde_json::Error::io))
                         .map_err(|e| format!("writing the snapshot failed: {e}"))?;
                 }
@@ -60,7 +61,7 @@ impl JobKind for SnapshotJob {
                     .map_err(|e| format!("storing the snapshot failed: {e}"))?;
                 match page.last() {
                     Some(last) if page.len() as i64 == PAGE => {
-                        after = Some((last.creation_time, last.guid.clone()))
+                        after = Some((last.product.creation_time, last.product.guid.clone()))
                     }
                     _ => break,
                 }

@@ -3,6 +3,7 @@
 mod common;
 
 mod fencing;
+mod images;
 mod jobs_list;
 mod lifecycle;
 mod process;

@@ -238,7 +238,8 @@ impl WriteOp for ReleaseJob {
     }
 }
 
-fn holds(conn: &mut DbConnection, id: &str, attempt: i32) -> StoreResult<()> {
+/// Whether attempt `attempt` of job `id` still runs: every write a job makes is fenced by it.
+pub(super) fn holds(conn: &mut DbConnection, id: &str, attempt: i32) -> StoreResult<()> {
     use crate::db::schema::jobs::dsl;
     let n: i64 = dsl::jobs
         .filter(dsl::id.eq(id))

@@ -6,12 +6,14 @@
 //! to the right actor and awaits the answer.
 
 mod eshop_ops;
+mod image_ops;
 mod job_ops;
 mod product_ops;
 mod reader;
 mod writer;
 
 pub use eshop_ops::*;
+pub use image_ops::*;
 pub use job_ops::*;
 pub use product_ops::*;
 pub use reader::{QueryActor, Read, ReadOp};

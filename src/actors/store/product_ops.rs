@@ -1,6 +1,7 @@
 //! Messages about products.
 
 use super::{ReadOp, WriteOp};
+use crate::db::images::{self, ProductWithImages};
 use crate::db::products::{self, Product, ProductChange, ProductFilter};
 use crate::db::DbConnection;
 use crate::error::StoreResult;
@@ -17,7 +18,7 @@ impl WriteOp for CreateProduct {
     }
 }
 
-/// Reads one product of an e-shop.
+/// Reads one product of an e-shop, with its images.
 pub struct GetProduct {
     /// Owner.
     pub eshop_id: i64,
@@ -26,13 +27,14 @@ pub struct GetProduct {
 }
 
 impl ReadOp for GetProduct {
-    type Output = Product;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Product> {
-        products::get(conn, self.eshop_id, &self.guid)
+    type Output = ProductWithImages;
+    fn run(self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
+        let p = products::get(conn, self.eshop_id, &self.guid)?;
+        one(images::attach(conn, self.eshop_id, vec![p])?)
     }
 }
 
-/// Changes a product.
+/// Changes a product; answers it as it now is, with its images.
 pub struct UpdateProduct {
     /// Owner.
     pub eshop_id: i64,
@@ -43,9 +45,10 @@ pub struct UpdateProduct {
 }
 
 impl WriteOp for UpdateProduct {
-    type Output = Product;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Product> {
-        products::update(conn, self.eshop_id, &self.guid, &self.change)
+    type Output = ProductWithImages;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
+        let p = products::update(conn, self.eshop_id, &self.guid, &self.change)?;
+        one(images::attach(conn, self.eshop_id, vec![p])?)
     }
 }
 
@@ -64,7 +67,7 @@ impl WriteOp for DeleteProduct {
     }
 }
 
-/// One page of the products list with the total count.
+/// One page of the products list (with their images) and the total count.
 pub struct ListProducts {
     /// Owner.
     pub eshop_id: i64,
@@ -75,13 +78,15 @@ pub struct ListProducts {
 }
 
 impl ReadOp for ListProducts {
-    type Output = (Vec<Product>, i64);
+    type Output = (Vec<ProductWithImages>, i64);
     fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
-        products::list(conn, self.eshop_id, self.offset, self.limit)
+        let (items, total) = products::list(conn, self.eshop_id, self.offset, self.limit)?;
+        Ok((images::attach(conn, self.eshop_id, items)?, total))
     }
 }
 
-/// The next page of a snapshot's products after a keyset position.
+/// The next page of a snapshot's products after a keyset position, with their images
+/// (one query for the images of the whole page).
 pub struct ProductsPage {
     /// Owner.
     pub eshop_id: i64,
@@ -94,8 +99,14 @@ pub struct ProductsPage {
 }
 
 impl ReadOp for ProductsPage {
-    type Output = Vec<Product>;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Vec<Product>> {
-        products::page_after(conn, self.eshop_id, &self.filter, self.after, self.limit)
+    type Output = Vec<ProductWithImages>;
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Vec<ProductWithImages>> {
+        let page = products::page_after(conn, self.eshop_id, &self.filter, self.after, self.limit)?;
+        images::attach(conn, self.eshop_id, page)
     }
+}
+
+/// The single entry of a one-product [`images::attach`].
+fn one(mut found: Vec<ProductWithImages>) -> StoreResult<ProductWithImages> {
+    found.pop().ok_or(crate::error::StoreError::NotFound)
 }
