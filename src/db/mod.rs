@@ -3,11 +3,14 @@
 //! by e-shop.
 
 pub mod connection;
+pub mod deliveries;
 pub mod eshops;
 pub mod jobs;
 pub mod notifications;
 pub mod products;
 pub mod results;
 pub mod schema;
+pub mod signature_keys;
+pub mod webhooks;
 
 pub use connection::{connect, migrate, Backend, DbConnection, DbPool};
