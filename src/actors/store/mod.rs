@@ -9,11 +9,13 @@ mod eshop_ops;
 mod job_ops;
 mod product_ops;
 mod reader;
+mod webhook_ops;
 mod writer;
 
 pub use eshop_ops::*;
 pub use job_ops::*;
 pub use product_ops::*;
+pub use webhook_ops::*;
 pub use reader::{QueryActor, Read, ReadOp};
 pub use writer::{StoreWriter, Write, WriteOp};
 
