@@ -109,14 +109,19 @@ pub fn redeliver(
         .filter(notifications::id.eq(id))
         .filter(notifications::created_at.ge(cutoff));
     let status: String = mine.select(notifications::status).first(conn)?;
-    let ended = status != "pending";
-    diesel::update(mine)
-        .set((
-            notifications::status.eq("pending"),
-            notifications::next_attempt_at.eq(Some(now)),
-            notifications::redelivery.eq(ended),
-        ))
-        .execute(conn)?;
+    if status == "pending" {
+        diesel::update(mine)
+            .set(notifications::next_attempt_at.eq(Some(now)))
+            .execute(conn)?;
+    } else {
+        diesel::update(mine)
+            .set((
+                notifications::status.eq("pending"),
+                notifications::next_attempt_at.eq(Some(now)),
+                notifications::redelivery.eq(true),
+            ))
+            .execute(conn)?;
+    }
     Ok(())
 }
 
