@@ -7,3 +7,4 @@ mod jobs_list;
 mod lifecycle;
 mod process;
 mod validation;
+mod webhooks;
