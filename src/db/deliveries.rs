@@ -202,10 +202,11 @@ pub fn claim(
     let rows = match conn {
         DbConnection::Sqlite(c) => run!(c, &CLAIM.replace("{lock}", ""))?,
         DbConnection::Pg(c) => {
-            let sql = (1..=4).rev().fold(
-                CLAIM.replace("{lock}", "FOR UPDATE SKIP LOCKED"),
-                |s, i| s.replace(&format!("?{i}"), &format!("${i}")),
-            );
+            let sql = (1..=4)
+                .rev()
+                .fold(CLAIM.replace("{lock}", "FOR UPDATE SKIP LOCKED"), |s, i| {
+                    s.replace(&format!("?{i}"), &format!("${i}"))
+                });
             run!(c, &sql)?
         }
     };
@@ -309,11 +310,14 @@ pub fn record_attempt(conn: &mut DbConnection, a: &Attempt) -> StoreResult<bool>
     Ok(true)
 }
 
-/// The recorded attempts of a notification, in order: (number, status code, error).
+/// A recorded attempt in short: its number, the answer's status code, and its error.
+pub type AttemptSummary = (i32, Option<i32>, Option<String>);
+
+/// The recorded attempts of a notification, in order.
 pub fn attempts_of(
     conn: &mut DbConnection,
     notification_id: &str,
-) -> StoreResult<Vec<(i32, Option<i32>, Option<String>)>> {
+) -> StoreResult<Vec<AttemptSummary>> {
     Ok(notification_attempts::table
         .filter(notification_attempts::notification_id.eq(notification_id))
         .order(notification_attempts::attempt)

@@ -68,7 +68,10 @@ fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
 /// One signature item, `v1,<base64>`, of a message under one secret.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, SigningError> {
     let key = secret_bytes(secret)?;
-    Ok(format!("v1,{}", STANDARD.encode(mac(&key, id, timestamp, body))))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac(&key, id, timestamp, body))
+    ))
 }
 
 /// The `webhook-signature` header value: one item per secret, space-separated.

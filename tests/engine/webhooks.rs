@@ -45,11 +45,7 @@ struct Receiver {
     hits: mpsc::UnboundedReceiver<Hit>,
 }
 
-async fn receive(
-    req: HttpRequest,
-    body: web::Bytes,
-    st: web::Data<ReceiverState>,
-) -> HttpResponse {
+async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<ReceiverState>) -> HttpResponse {
     let n = st.seen.fetch_add(1, Ordering::SeqCst);
     let headers = req
         .headers()
@@ -194,7 +190,7 @@ async fn wait_notification(t: &TestApp, job_id: &str, status: &str) -> Value {
     }
 }
 
-fn attempts(t: &TestApp, id: &str) -> Vec<(i32, Option<i32>, Option<String>)> {
+fn attempts(t: &TestApp, id: &str) -> Vec<jobline::db::deliveries::AttemptSummary> {
     let mut conn = t.db.connect();
     jobline::db::deliveries::attempts_of(&mut conn, id).unwrap()
 }
@@ -242,10 +238,15 @@ async fn delivers_signed_job_finished(backend: Backend) {
     ] {
         let a = t.get(&format!("/api/webhooks/notifications{query}")).await;
         assert_eq!(a.status, 200, "{query}: {}", a.body);
-        assert_eq!(a.body["data"]["paginator"]["totalCount"], expected, "{query}");
+        assert_eq!(
+            a.body["data"]["paginator"]["totalCount"], expected,
+            "{query}"
+        );
     }
     assert_eq!(
-        t.get("/api/webhooks/notifications?status=done").await.status,
+        t.get("/api/webhooks/notifications?status=done")
+            .await
+            .status,
         400
     );
     assert_eq!(
@@ -461,8 +462,7 @@ async fn without_a_webhook_the_notification_fails(backend: Backend) {
     let job_id = t.submit_snapshot("").await;
     let n = wait_notification(&t, &job_id, "failed").await;
     assert_eq!(
-        n["lastAttempt"]["error"],
-        "no active job:finished webhook",
+        n["lastAttempt"]["error"], "no active job:finished webhook",
         "{n}"
     );
     assert!(n["webhookId"].is_null());
@@ -561,7 +561,9 @@ async fn crud_validation_and_tenant_scoping(backend: Backend) {
     let a = t.patch(&path, json!({"data": {"url": "nope"}})).await;
     assert_eq!(a.status, 422);
     assert_eq!(a.error_instance(), "data.url");
-    let a = t.patch(&path, json!({"data": {"event": "job:finished"}})).await;
+    let a = t
+        .patch(&path, json!({"data": {"event": "job:finished"}}))
+        .await;
     assert_eq!(a.status, 422);
 
     // Another e-shop sees none of it.
@@ -595,10 +597,7 @@ async fn crud_validation_and_tenant_scoping(backend: Backend) {
     let a = t.get("/api/webhooks/notifications").await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body["data"]["notifications"].is_array());
-    assert_eq!(
-        t.get("/api/webhooks/renew-signature-key").await.status,
-        405
-    );
+    assert_eq!(t.get("/api/webhooks/renew-signature-key").await.status, 405);
 
     assert_eq!(t.delete(&path).await.status, 200);
     assert_eq!(t.get(&path).await.status, 404);
@@ -612,9 +611,7 @@ async fn renewed_keys_sign_together_during_the_grace(backend: Backend) {
     register(&t, &rx.url).await;
     let old = secrets(&t, 1);
     assert_eq!(old.len(), 1);
-    let a = t
-        .post("/api/webhooks/renew-signature-key", json!({}))
-        .await;
+    let a = t.post("/api/webhooks/renew-signature-key", json!({})).await;
     assert_eq!(a.status, 200, "{}", a.body);
     let new = a.body["data"]["signatureKey"].as_str().unwrap().to_string();
     assert!(new.starts_with("whsec_"), "{new}");

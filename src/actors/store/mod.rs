@@ -15,8 +15,8 @@ mod writer;
 pub use eshop_ops::*;
 pub use job_ops::*;
 pub use product_ops::*;
-pub use webhook_ops::*;
 pub use reader::{QueryActor, Read, ReadOp};
+pub use webhook_ops::*;
 pub use writer::{StoreWriter, Write, WriteOp};
 
 use crate::error::{StoreError, StoreResult};

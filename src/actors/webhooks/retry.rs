@@ -97,7 +97,14 @@ mod tests {
             Next::RetryAfter(Duration::from_secs(42))
         );
         assert_eq!(
-            next(Some(503), Some(Duration::from_secs(99_999)), 1, false, &S, 1.0),
+            next(
+                Some(503),
+                Some(Duration::from_secs(99_999)),
+                1,
+                false,
+                &S,
+                1.0
+            ),
             Next::RetryAfter(MAX_RETRY_AFTER)
         );
         assert_eq!(
@@ -112,7 +119,10 @@ mod tests {
         let now = DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
             Some(Duration::from_secs(120))
