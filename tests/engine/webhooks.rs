@@ -628,7 +628,54 @@ async fn renewed_keys_sign_together_during_the_grace(backend: Backend) {
     wait_notification(&t, &job_id, "success").await;
 }
 
+async fn claims_keep_two_nodes_apart(backend: Backend) {
+    use jobline::db::deliveries::{claim, record_attempt, Attempt};
+    use jobline::model::time::{now, SECOND};
+    let t = spawn(backend, |_| {}).await;
+    let mut conn = t.db.connect();
+    // Due in an hour: this app's own dispatcher leaves it alone.
+    let due = now() + 3600 * SECOND;
+    let zone = jobline::model::Zone::utc();
+    jobline::db::notifications::record_job_finished(&mut conn, 1, "zzclaim", &zone, due).unwrap();
+    let a = claim(&mut conn, "node-a", 10, due + 30 * SECOND, due).unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].attempt, 1);
+    assert!(a[0].target.is_none());
+    let during = claim(&mut conn, "node-b", 10, due + 31 * SECOND, due + SECOND).unwrap();
+    assert!(during.is_empty(), "{during:?}");
+    let b = claim(
+        &mut conn,
+        "node-b",
+        10,
+        due + 90 * SECOND,
+        due + 31 * SECOND,
+    )
+    .unwrap();
+    assert_eq!(b.len(), 1);
+    let attempt = |node: &str| Attempt {
+        notification_id: b[0].id.clone(),
+        node: node.to_string(),
+        attempt: 1,
+        at: due,
+        webhook_id: None,
+        url: None,
+        status_code: None,
+        duration_ms: 0,
+        error: Some("no active job:finished webhook".into()),
+        response_excerpt: None,
+        status: "failed",
+        next_attempt_at: None,
+        disable_webhook: false,
+    };
+    // The node whose claim ran out cannot record; the one holding it can, once.
+    assert!(!record_attempt(&mut conn, &attempt("node-a")).unwrap());
+    assert!(record_attempt(&mut conn, &attempt("node-b")).unwrap());
+    assert!(!record_attempt(&mut conn, &attempt("node-b")).unwrap());
+    assert_eq!(attempts(&t, &b[0].id).len(), 1);
+}
+
 crate::on_both_backends!(
+    claims_keep_two_nodes_apart,
     delivers_signed_job_finished,
     retries_until_success,
     retry_after_is_honoured,
