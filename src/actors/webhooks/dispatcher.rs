@@ -3,6 +3,10 @@
 //! (so no other node delivers them meanwhile), delivers each, records the attempt with
 //! what comes next, and claims again. It wakes when a job ends on this node and on a slow
 //! poll as a backstop (jobs ended on other nodes, retries coming due, redeliveries).
+//!
+//! One actor with `webhook_workers` delivery slots, rather than an actor per slot: a
+//! delivery is an awaited HTTP request, and the actor runs as many of them at once as it
+//! has slots, so a pool of actors would add mailboxes and hand-offs, not parallelism.
 
 use super::deliver::{deliver, Delivered};
 use super::retry::{self, Next};
