@@ -1,6 +1,7 @@
 //! In-process signals between actors and handlers: "jobs are waiting in queue X" (a
 //! committed submit wakes an idle worker at once), "job X ended" (for `?wait=N`) and
-//! "job X was killed" (to stop it on this node at once).
+//! "job X was killed" (to stop it on this node at once), and "a notification may be due"
+//! (a job ended or a redelivery was asked: the webhook dispatcher claims at once).
 
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ pub struct Events {
     queues: Mutex<HashMap<String, Recipient<Wake>>>,
     stoppers: Mutex<Vec<Recipient<StopJob>>>,
     ended: broadcast::Sender<String>,
+    /// The webhook dispatcher, once started.
+    webhooks: Mutex<Option<Recipient<Wake>>>,
 }
 
 impl Default for Events {
@@ -33,6 +36,7 @@ impl Default for Events {
             queues: Mutex::default(),
             stoppers: Mutex::default(),
             ended: broadcast::channel(4096).0,
+            webhooks: Mutex::default(),
         }
     }
 }
@@ -68,9 +72,22 @@ impl Events {
         }
     }
 
-    /// Announces that a job has ended.
+    /// Announces that a job has ended (its `job:finished` notification is committed).
     pub fn job_ended(&self, id: &str) {
         let _ = self.ended.send(id.to_string());
+        self.wake_webhooks();
+    }
+
+    /// Registers the webhook dispatcher.
+    pub fn register_webhooks(&self, wake: Recipient<Wake>) {
+        *self.webhooks.lock().expect("events lock") = Some(wake);
+    }
+
+    /// Tells the webhook dispatcher that a notification may be due.
+    pub fn wake_webhooks(&self) {
+        if let Some(r) = self.webhooks.lock().expect("events lock").as_ref() {
+            r.do_send(Wake);
+        }
     }
 
     /// Listens for ended jobs.

@@ -1,6 +1,6 @@
 //! The actors that move each job through its life: persistence (writer and readers),
-//! a queue per queue with its worker pool, the janitor, and the supervisor that starts
-//! them from configuration and runs shutdown.
+//! a queue per queue with its worker pool, the webhook dispatcher, the janitor, and the
+//! supervisor that starts them from configuration and runs shutdown.
 
 pub mod events;
 pub mod janitor;
@@ -8,6 +8,7 @@ pub mod pg_listener;
 pub mod queue;
 pub mod store;
 pub mod supervisor;
+pub mod webhooks;
 pub mod worker;
 
 use crate::config::Config;

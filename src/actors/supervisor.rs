@@ -1,9 +1,11 @@
 //! The supervisor starts every actor from the configuration and runs shutdown: stop
-//! claiming, let running jobs finish within `shutdown_grace` (or until told to hurry),
-//! then hand the rest back to `pending` without spending an attempt.
+//! claiming, let running jobs and webhook deliveries finish within `shutdown_grace` (or
+//! until told to hurry), then hand the rest back to `pending` without spending an attempt
+//! (a delivery cut short is retried once its claim ends).
 
 use super::janitor::Janitor;
 use super::queue::{Drain, HandBackAll, Queue};
+use super::webhooks::WebhookDispatcher;
 use super::Shared;
 use actix::prelude::*;
 use futures_util::future::join_all;
@@ -25,6 +27,7 @@ pub struct Supervisor {
     shared: Shared,
     queues: Vec<Addr<Queue>>,
     janitor: Option<Addr<Janitor>>,
+    webhooks: Option<Addr<WebhookDispatcher>>,
     hurry: Arc<Notify>,
 }
 
@@ -35,6 +38,7 @@ impl Supervisor {
             shared,
             queues: Vec::new(),
             janitor: None,
+            webhooks: None,
             hurry: Arc::new(Notify::new()),
         }
     }
@@ -54,6 +58,11 @@ impl Actor for Supervisor {
             self.queues
                 .push(Queue::new(name, settings, shared.clone()).start());
         }
+        log::info!(
+            "webhooks: {} concurrent deliveries",
+            shared.config.webhook_workers
+        );
+        self.webhooks = Some(WebhookDispatcher::new(shared.clone()).start());
         self.janitor = Some(
             Janitor::new(
                 shared.store.clone(),
@@ -77,10 +86,19 @@ impl Handler<Shutdown> for Supervisor {
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         let queues = self.queues.clone();
+        let webhooks = self.webhooks.clone();
         let grace = self.shared.config.shutdown_grace;
         let hurry = self.hurry.clone();
         Box::pin(async move {
-            let drained = join_all(queues.iter().map(|q| q.send(Drain)));
+            let deliveries = async {
+                if let Some(w) = &webhooks {
+                    let _ = w.send(Drain).await;
+                }
+            };
+            let drained = futures_util::future::join(
+                join_all(queues.iter().map(|q| q.send(Drain))),
+                deliveries,
+            );
             tokio::select! {
                 _ = drained => log::info!("every running job finished"),
                 _ = tokio::time::sleep(grace) => log::warn!("shutdown grace over; handing jobs back"),

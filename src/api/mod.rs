@@ -12,6 +12,7 @@ mod products;
 pub mod rate_limit;
 mod results;
 mod snapshot;
+mod webhooks;
 
 use crate::actors::events::Events;
 use crate::actors::store::Store;
@@ -91,6 +92,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/api/system/jobs/{job_id}")
                     .route(web::get().to(jobs::get))
                     .route(web::delete().to(jobs::kill)),
+            )
+            // Fixed paths first: `/api/webhooks/{id}` would capture them otherwise.
+            .service(
+                resource("/api/webhooks/notifications")
+                    .route(web::get().to(webhooks::notifications)),
+            )
+            .service(
+                resource("/api/webhooks/notifications/{id}/redeliver")
+                    .route(web::post().to(webhooks::redeliver)),
+            )
+            .service(
+                resource("/api/webhooks/renew-signature-key")
+                    .route(web::post().to(webhooks::renew_signature_key)),
+            )
+            .service(
+                resource("/api/webhooks")
+                    .route(web::get().to(webhooks::list))
+                    .route(web::post().to(webhooks::create)),
+            )
+            .service(
+                resource("/api/webhooks/{id}")
+                    .route(web::get().to(webhooks::get))
+                    .route(web::patch().to(webhooks::update))
+                    .route(web::delete().to(webhooks::delete)),
             )
             .default_service(web::to(not_found)),
     );

@@ -3,6 +3,7 @@
 //! by e-shop.
 
 pub mod connection;
+pub mod deliveries;
 pub mod eshops;
 pub mod images;
 pub mod jobs;
@@ -11,5 +12,7 @@ pub mod products;
 pub mod results;
 pub mod schema;
 pub mod signals;
+pub mod signature_keys;
+pub mod webhooks;
 
 pub use connection::{connect, migrate, Backend, DbConnection, DbPool};

@@ -2,7 +2,7 @@
 //! transaction that gives a job its final status, so an event is never lost between the
 //! commit and its delivery, and the unique (event, instance) pair forbids a second one.
 
-use super::schema::notifications;
+use super::schema::{notification_attempts, notifications};
 use super::DbConnection;
 use crate::error::StoreResult;
 use crate::model::{ids, Micros, Zone};
@@ -50,7 +50,7 @@ pub fn count_for_instance(conn: &mut DbConnection, event_instance: &str) -> Stor
         .get_result(conn)?)
 }
 
-/// Deletes notifications older than `cutoff`, at most `limit` of them.
+/// Deletes notifications older than `cutoff` with their attempts, at most `limit` of them.
 pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult<usize> {
     let old: Vec<String> = notifications::table
         .filter(notifications::created_at.lt(cutoff))
@@ -60,6 +60,10 @@ pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult
     if old.is_empty() {
         return Ok(0);
     }
+    diesel::delete(
+        notification_attempts::table.filter(notification_attempts::notification_id.eq_any(&old)),
+    )
+    .execute(conn)?;
     Ok(diesel::delete(notifications::table.filter(notifications::id.eq_any(old))).execute(conn)?)
 }
 

@@ -57,6 +57,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_attempts (notification_id, attempt) {
+        notification_id -> Text,
+        attempt -> Integer,
+        attempted_at -> BigInt,
+        url -> Nullable<Text>,
+        status_code -> Nullable<Integer>,
+        duration_ms -> BigInt,
+        error -> Nullable<Text>,
+        response_excerpt -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     notifications (id) {
         id -> Text,
         eshop_id -> BigInt,
@@ -67,6 +80,15 @@ diesel::table! {
         attempts -> Integer,
         next_attempt_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        webhook_id -> Nullable<Text>,
+        url -> Nullable<Text>,
+        claimed_by -> Nullable<Text>,
+        claim_expires -> Nullable<BigInt>,
+        last_attempt_at -> Nullable<BigInt>,
+        last_status_code -> Nullable<Integer>,
+        last_duration_ms -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        redelivery -> Bool,
     }
 }
 
@@ -108,10 +130,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        eshop_id -> BigInt,
+        event -> Text,
+        url -> Text,
+        active -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_tokens -> eshops (eshop_id));
+diesel::joinable!(notification_attempts -> notifications (notification_id));
 diesel::joinable!(product_images -> products (product_guid));
 diesel::joinable!(products -> eshops (eshop_id));
 diesel::joinable!(signature_keys -> eshops (eshop_id));
+diesel::joinable!(webhooks -> eshops (eshop_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
@@ -119,8 +155,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     job_result_chunks,
     jobs,
+    notification_attempts,
     notifications,
     product_images,
     products,
     signature_keys,
+    webhooks,
 );

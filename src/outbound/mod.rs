@@ -2,8 +2,9 @@
 //! deliveries, image downloads). It refuses non-public targets unless
 //! `allow_private_targets` is set, checked on the resolved address at connect time so a
 //! DNS answer cannot smuggle a private address past it, and follows redirects only when
-//! asked, each hop checked again.
+//! asked, each hop checked again. Webhook deliveries are signed by [`signing`].
 
 pub mod guard;
+pub mod signing;
 
 pub use guard::{check_url, describe_error, guarded_client, is_public, OutboundPolicy};

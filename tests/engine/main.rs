@@ -9,3 +9,4 @@ mod lifecycle;
 mod process;
 mod reliability;
 mod validation;
+mod webhooks;

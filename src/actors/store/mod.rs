@@ -10,6 +10,7 @@ mod image_ops;
 mod job_ops;
 mod product_ops;
 mod reader;
+mod webhook_ops;
 mod writer;
 
 pub use eshop_ops::*;
@@ -17,6 +18,7 @@ pub use image_ops::*;
 pub use job_ops::*;
 pub use product_ops::*;
 pub use reader::{QueryActor, Read, ReadOp};
+pub use webhook_ops::*;
 pub use writer::{StoreWriter, Write, WriteOp};
 
 use crate::error::{StoreError, StoreResult};

@@ -1,0 +1,11 @@
+DROP TABLE notification_attempts;
+ALTER TABLE notifications DROP COLUMN redelivery;
+ALTER TABLE notifications DROP COLUMN last_error;
+ALTER TABLE notifications DROP COLUMN last_duration_ms;
+ALTER TABLE notifications DROP COLUMN last_status_code;
+ALTER TABLE notifications DROP COLUMN last_attempt_at;
+ALTER TABLE notifications DROP COLUMN claim_expires;
+ALTER TABLE notifications DROP COLUMN claimed_by;
+ALTER TABLE notifications DROP COLUMN url;
+ALTER TABLE notifications DROP COLUMN webhook_id;
+DROP TABLE webhooks;

@@ -1,0 +1,192 @@
+//! Messages about webhooks, signature keys and the delivery of notifications.
+
+use super::{ReadOp, WriteOp};
+use crate::db::deliveries::{self, Attempt, ClaimedDelivery, Notification, NotificationFilter};
+use crate::db::webhooks::{self, Webhook, WebhookChange};
+use crate::db::{signature_keys, DbConnection};
+use crate::error::StoreResult;
+use crate::model::{time, Micros};
+
+/// Registers webhooks of an e-shop, all or none.
+pub struct CreateWebhooks {
+    /// Owner.
+    pub eshop_id: i64,
+    /// The new webhooks, in request order.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// The answer to [`CreateWebhooks`].
+#[derive(Debug)]
+pub enum WebhooksCreated {
+    /// Every webhook was stored.
+    Created(Vec<Webhook>),
+    /// The webhook at this index is for an event the e-shop already has a webhook for;
+    /// nothing was stored.
+    EventTaken(usize),
+}
+
+impl WriteOp for CreateWebhooks {
+    type Output = WebhooksCreated;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<WebhooksCreated> {
+        let taken = webhooks::registered_events(conn, self.eshop_id)?;
+        if let Some(i) = self.webhooks.iter().position(|w| taken.contains(&w.event)) {
+            return Ok(WebhooksCreated::EventTaken(i));
+        }
+        for w in &self.webhooks {
+            webhooks::insert(conn, w)?;
+        }
+        Ok(WebhooksCreated::Created(self.webhooks))
+    }
+}
+
+/// Reads one webhook of an e-shop.
+pub struct GetWebhook {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Webhook id.
+    pub id: String,
+}
+
+impl ReadOp for GetWebhook {
+    type Output = Webhook;
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Webhook> {
+        webhooks::get(conn, self.eshop_id, &self.id)
+    }
+}
+
+/// One page of an e-shop's webhooks with the total count.
+pub struct ListWebhooks {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return.
+    pub limit: i64,
+}
+
+impl ReadOp for ListWebhooks {
+    type Output = (Vec<Webhook>, i64);
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+        webhooks::list(conn, self.eshop_id, self.offset, self.limit)
+    }
+}
+
+/// Changes a webhook's URL or activity.
+pub struct UpdateWebhook {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Webhook id.
+    pub id: String,
+    /// What changes.
+    pub change: WebhookChange,
+}
+
+impl WriteOp for UpdateWebhook {
+    type Output = Webhook;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Webhook> {
+        webhooks::update(conn, self.eshop_id, &self.id, &self.change)
+    }
+}
+
+/// Removes a webhook.
+pub struct DeleteWebhook {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Webhook id.
+    pub id: String,
+}
+
+impl WriteOp for DeleteWebhook {
+    type Output = ();
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+        webhooks::delete(conn, self.eshop_id, &self.id)
+    }
+}
+
+/// Issues a new signature key; the current one keeps signing for `grace`.
+pub struct RenewSignatureKey {
+    /// Owner.
+    pub eshop_id: i64,
+    /// How long the previous key keeps signing.
+    pub grace: Micros,
+}
+
+impl WriteOp for RenewSignatureKey {
+    type Output = String;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<String> {
+        signature_keys::renew(conn, self.eshop_id, time::now(), self.grace)
+    }
+}
+
+/// One page of an e-shop's notifications with the total count.
+pub struct ListNotifications {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Filters.
+    pub filter: NotificationFilter,
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return.
+    pub limit: i64,
+    /// Notifications created before this are gone (retention).
+    pub cutoff: Micros,
+}
+
+impl ReadOp for ListNotifications {
+    type Output = (Vec<Notification>, i64);
+    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+        deliveries::list(
+            conn,
+            self.eshop_id,
+            &self.filter,
+            self.offset,
+            self.limit,
+            self.cutoff,
+        )
+    }
+}
+
+/// Queues one more delivery of a notification.
+pub struct RedeliverNotification {
+    /// Owner.
+    pub eshop_id: i64,
+    /// Notification id.
+    pub id: String,
+    /// Notifications created before this are gone (retention).
+    pub cutoff: Micros,
+}
+
+impl WriteOp for RedeliverNotification {
+    type Output = ();
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+        deliveries::redeliver(conn, self.eshop_id, &self.id, time::now(), self.cutoff)
+    }
+}
+
+/// Claims due notifications for this node's free delivery slots.
+pub struct ClaimNotifications {
+    /// This node (the claim's owner).
+    pub node: String,
+    /// Free delivery slots.
+    pub limit: i64,
+    /// How long the claim holds: longer than one attempt can take.
+    pub claim: Micros,
+}
+
+impl WriteOp for ClaimNotifications {
+    type Output = Vec<ClaimedDelivery>;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedDelivery>> {
+        let now = time::now();
+        deliveries::claim(conn, &self.node, self.limit, now + self.claim, now)
+    }
+}
+
+/// Records one attempt and what comes next (fenced by the claim).
+pub struct RecordAttempt(pub Attempt);
+
+impl WriteOp for RecordAttempt {
+    type Output = bool;
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<bool> {
+        deliveries::record_attempt(conn, &self.0)
+    }
+}

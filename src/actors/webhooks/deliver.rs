@@ -1,0 +1,120 @@
+//! One delivery attempt over the guarded client: signed headers, no redirects, the
+//! answer's status, `Retry-After` and the start of its body, or a readable error.
+
+use crate::db::deliveries::ClaimedDelivery;
+use crate::model::time;
+use crate::outbound::{check_url, describe_error, signing};
+use std::time::{Duration, Instant};
+
+/// The most of an answer's body kept with an attempt.
+pub const EXCERPT_MAX: usize = 1024;
+
+/// What one attempt got.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    /// When it started.
+    pub at: time::Micros,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// The answer's status, if one came.
+    pub status: Option<u16>,
+    /// The answer's `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// Why it failed (None on a 2xx).
+    pub error: Option<String>,
+    /// The start of the answer's body.
+    pub excerpt: Option<String>,
+}
+
+/// Posts a claimed notification to its webhook. Never fails: every outcome is an attempt.
+pub async fn deliver(
+    client: &reqwest::Client,
+    d: &ClaimedDelivery,
+    allow_private: bool,
+    timeout: Duration,
+) -> Delivered {
+    let at = time::now();
+    let started = Instant::now();
+    let mut out = Delivered {
+        at,
+        ..Delivered::default()
+    };
+    let finish = |mut out: Delivered| {
+        out.duration_ms = started.elapsed().as_millis() as i64;
+        out
+    };
+    let Some(target) = &d.target else {
+        out.error = Some(format!("no active {} webhook", d.event));
+        return finish(out);
+    };
+    let url = match reqwest::Url::parse(&target.url) {
+        Ok(u) => u,
+        Err(e) => {
+            out.error = Some(format!("invalid URL: {e}"));
+            return finish(out);
+        }
+    };
+    if let Err(refused) = check_url(&url, allow_private) {
+        out.error = Some(refused.to_string());
+        return finish(out);
+    }
+    let timestamp = at / time::SECOND;
+    let signature =
+        match signing::signature_header(&target.secrets, &d.id, timestamp, d.payload.as_bytes()) {
+            Ok(s) => s,
+            Err(e) => {
+                out.error = Some(format!("cannot sign: {e}"));
+                return finish(out);
+            }
+        };
+    let sent = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("webhook-id", &d.id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(d.payload.clone())
+        .send()
+        .await;
+    let mut res = match sent {
+        Ok(res) => res,
+        Err(e) if e.is_timeout() => {
+            out.error = Some(format!(
+                "timed out after {} ms (webhook_timeout): {}",
+                timeout.as_millis(),
+                describe_error(&e)
+            ));
+            return finish(out);
+        }
+        Err(e) => {
+            out.error = Some(describe_error(&e));
+            return finish(out);
+        }
+    };
+    let status = res.status().as_u16();
+    out.status = Some(status);
+    out.retry_after = res
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| super::retry::parse_retry_after(v, chrono::Utc::now()));
+    let mut body = Vec::new();
+    while body.len() < EXCERPT_MAX {
+        match res.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(EXCERPT_MAX);
+    if !body.is_empty() {
+        out.excerpt = Some(String::from_utf8_lossy(&body).into_owned());
+    }
+    if !res.status().is_success() {
+        out.error = Some(if res.status().is_redirection() {
+            format!("answered HTTP {status}; redirects are not followed")
+        } else {
+            format!("answered HTTP {status}")
+        });
+    }
+    finish(out)
+}

@@ -1,0 +1,8 @@
+//! Webhook delivery: the [`WebhookDispatcher`] claims due notifications, signs and posts
+//! them, records every attempt and schedules the next one by [`retry`].
+
+mod deliver;
+mod dispatcher;
+pub mod retry;
+
+pub use dispatcher::WebhookDispatcher;

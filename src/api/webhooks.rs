@@ -1,0 +1,352 @@
+//! Webhooks: registering, reading, changing and removing an e-shop's webhooks, renewing
+//! its signature key, and its notifications with their delivery state and redelivery.
+
+use super::auth::Tenant;
+use super::envelope::{ok, paginator, reply};
+use super::error::ApiError;
+use super::params::{json_body, QueryParams};
+use super::AppState;
+use crate::actors::store::{
+    CreateWebhooks, DeleteWebhook, GetWebhook, ListNotifications, ListWebhooks,
+    RedeliverNotification, RenewSignatureKey, UpdateWebhook, WebhooksCreated,
+};
+use crate::db::deliveries::{Notification, NotificationFilter};
+use crate::db::notifications::JOB_FINISHED;
+use crate::db::webhooks::{Webhook, WebhookChange};
+use crate::error::StoreError;
+use crate::model::{ids, time, Micros};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The events a webhook can subscribe to.
+pub const EVENTS: &[&str] = &[JOB_FINISHED];
+/// Longest webhook URL.
+pub const MAX_URL: usize = 2000;
+/// How long a renewed key's predecessor keeps signing.
+pub const KEY_GRACE: Micros = 24 * 3600 * time::SECOND;
+/// Statuses a notification can have.
+const STATUSES: &[&str] = &["pending", "success", "failed"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    event: String,
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookPatch {
+    url: Option<String>,
+    active: Option<bool>,
+}
+
+/// Accepts an absolute http(s) URL with a host, at most [`MAX_URL`] characters. Whether
+/// its address is public is checked at delivery time, on the address actually connected to.
+fn webhook_url(field: &str, raw: &str) -> Result<String, ApiError> {
+    let raw = raw.trim();
+    if raw.chars().count() > MAX_URL {
+        return Err(ApiError::invalid_data(
+            field,
+            format!("At most {MAX_URL} characters."),
+        ));
+    }
+    let bad = || ApiError::invalid_data(field, "Must be an absolute http or https URL.");
+    let url = url::Url::parse(raw).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    Ok(raw.to_string())
+}
+
+fn event(field: &str, raw: &str) -> Result<String, ApiError> {
+    if EVENTS.contains(&raw) {
+        Ok(raw.to_string())
+    } else {
+        Err(ApiError::invalid_data(
+            field,
+            format!("Unknown event; known events: {}.", EVENTS.join(", ")),
+        ))
+    }
+}
+
+fn webhook_not_found(id: &str) -> ApiError {
+    ApiError::not_found("webhook-not-found", "Webhook", id)
+}
+
+fn notification_not_found(id: &str) -> ApiError {
+    ApiError::not_found("notification-not-found", "Notification", id)
+}
+
+fn view(state: &AppState, w: &Webhook) -> Value {
+    let zone = &state.config.timezone;
+    json!({
+        "id": w.id,
+        "event": w.event,
+        "url": w.url,
+        "active": w.active,
+        "created": zone.format(w.created_at),
+        "updated": zone.format(w.updated_at),
+    })
+}
+
+fn notification_view(state: &AppState, n: &Notification) -> Value {
+    let zone = &state.config.timezone;
+    let last = n.last_attempt_at.map(|t| {
+        json!({
+            "time": zone.format(t),
+            "statusCode": n.last_status_code,
+            "durationMs": n.last_duration_ms,
+            "error": n.last_error,
+        })
+    });
+    json!({
+        "id": n.id,
+        "webhookId": n.webhook_id,
+        "url": n.url,
+        "event": n.event,
+        "eventInstance": n.event_instance,
+        "status": n.status,
+        "attempts": n.attempts,
+        "lastAttempt": last,
+        "data": serde_json::from_str::<Value>(&n.payload).unwrap_or(Value::String(n.payload.clone())),
+    })
+}
+
+/// `POST /api/webhooks`: registers one or more webhooks, all or none.
+pub async fn create(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: Body<Vec<NewWebhook>> = json_body(&req, payload).await?;
+    if body.data.is_empty() {
+        return Err(ApiError::invalid_data("data", "List at least one webhook."));
+    }
+    let now = time::now();
+    let mut webhooks: Vec<Webhook> = Vec::with_capacity(body.data.len());
+    for (i, w) in body.data.iter().enumerate() {
+        let event = event(&format!("data[{i}].event"), &w.event)?;
+        let url = webhook_url(&format!("data[{i}].url"), &w.url)?;
+        if webhooks.iter().any(|earlier| earlier.event == event) {
+            return Err(ApiError::invalid_data(
+                &format!("data[{i}].event"),
+                format!("Only one webhook per event; `{event}` is listed twice."),
+            ));
+        }
+        webhooks.push(Webhook {
+            id: ids::prefixed_id("wh"),
+            eshop_id: tenant.eshop_id,
+            event,
+            url,
+            active: true,
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    let taken = |i: usize, event: &str| {
+        ApiError::invalid_data(
+            &format!("data[{i}].event"),
+            format!("A `{event}` webhook is already registered; change it with PATCH."),
+        )
+    };
+    let first_event = webhooks[0].event.clone();
+    let created = state
+        .store
+        .write(CreateWebhooks {
+            eshop_id: tenant.eshop_id,
+            webhooks,
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => taken(0, &first_event),
+            other => other.into(),
+        })?;
+    match created {
+        WebhooksCreated::Created(list) => {
+            let items: Vec<Value> = list.iter().map(|w| view(&state, w)).collect();
+            Ok(reply(StatusCode::CREATED, json!({"webhooks": items})))
+        }
+        WebhooksCreated::EventTaken(i) => Err(taken(i, &body.data[i].event)),
+    }
+}
+
+/// `GET /api/webhooks`.
+pub async fn list(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req)?;
+    let (page, per_page) = q.pagination(100, 500)?;
+    let (hooks, total) = state
+        .store
+        .read(ListWebhooks {
+            eshop_id: tenant.eshop_id,
+            offset: (page - 1) * per_page,
+            limit: per_page,
+        })
+        .await?;
+    let items: Vec<Value> = hooks.iter().map(|w| view(&state, w)).collect();
+    Ok(ok(json!({
+        "webhooks": items,
+        "paginator": paginator(total, page, per_page, hooks.len()),
+    })))
+}
+
+/// `GET /api/webhooks/{id}`.
+pub async fn get(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let w = state
+        .store
+        .read(GetWebhook {
+            eshop_id: tenant.eshop_id,
+            id: id.clone(),
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, webhook_not_found(&id)))?;
+    Ok(ok(view(&state, &w)))
+}
+
+/// `PATCH /api/webhooks/{id}`: changes the URL and/or whether it is active.
+pub async fn update(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let body: Body<WebhookPatch> = json_body(&req, payload).await?;
+    if body.data.url.is_none() && body.data.active.is_none() {
+        return Err(ApiError::invalid_data(
+            "data",
+            "Give `url`, `active` or both.",
+        ));
+    }
+    let change = WebhookChange {
+        url: match &body.data.url {
+            Some(u) => Some(webhook_url("data.url", u)?),
+            None => None,
+        },
+        active: body.data.active,
+        updated_at: Some(time::now()),
+    };
+    let w = state
+        .store
+        .write(UpdateWebhook {
+            eshop_id: tenant.eshop_id,
+            id: id.clone(),
+            change,
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, webhook_not_found(&id)))?;
+    if w.active {
+        state.events.wake_webhooks();
+    }
+    Ok(ok(view(&state, &w)))
+}
+
+/// `DELETE /api/webhooks/{id}`.
+pub async fn delete(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state
+        .store
+        .write(DeleteWebhook {
+            eshop_id: tenant.eshop_id,
+            id: id.clone(),
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, webhook_not_found(&id)))?;
+    Ok(ok(Value::Null))
+}
+
+/// `POST /api/webhooks/renew-signature-key`: a new key signs from now on; the previous
+/// one keeps signing for [`KEY_GRACE`].
+pub async fn renew_signature_key(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+) -> Result<HttpResponse, ApiError> {
+    let key = state
+        .store
+        .write(RenewSignatureKey {
+            eshop_id: tenant.eshop_id,
+            grace: KEY_GRACE,
+        })
+        .await?;
+    Ok(ok(json!({"signatureKey": key})))
+}
+
+fn notification_cutoff(state: &AppState) -> Micros {
+    time::now() - time::micros(state.config.notification_retention)
+}
+
+/// `GET /api/webhooks/notifications`: newest first, filters `status`, `event`, `from`.
+pub async fn notifications(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req)?;
+    let (page, per_page) = q.pagination(100, 500)?;
+    let filter = NotificationFilter {
+        status: q.one_of("status", STATUSES)?,
+        event: q.one_of("event", EVENTS)?,
+        from: q.time("from")?,
+    };
+    let (items, total) = state
+        .store
+        .read(ListNotifications {
+            eshop_id: tenant.eshop_id,
+            filter,
+            offset: (page - 1) * per_page,
+            limit: per_page,
+            cutoff: notification_cutoff(&state),
+        })
+        .await?;
+    let views: Vec<Value> = items.iter().map(|n| notification_view(&state, n)).collect();
+    Ok(ok(json!({
+        "notifications": views,
+        "paginator": paginator(total, page, per_page, items.len()),
+    })))
+}
+
+/// `POST /api/webhooks/notifications/{id}/redeliver`: 202, one more delivery is queued.
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state
+        .store
+        .write(RedeliverNotification {
+            eshop_id: tenant.eshop_id,
+            id: id.clone(),
+            cutoff: notification_cutoff(&state),
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, notification_not_found(&id)))?;
+    state.events.wake_webhooks();
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        json!({"id": id, "status": "pending"}),
+    ))
+}

@@ -1,0 +1,691 @@
+//! Webhooks: registration and its validation, signed `job:finished` deliveries to a real
+//! receiver, retries, 410, timeouts, redirects, redelivery, private targets, key renewal.
+
+use crate::common::{is_api_time, Backend, TestApp};
+use actix_web::{web, HttpRequest, HttpResponse};
+use jobline::config::Config;
+use jobline::outbound::signing;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How the receiver answers its n-th request (from 0).
+#[derive(Clone, Copy)]
+enum Reply {
+    Status(u16),
+    /// Answers nothing for longer than any test's `webhook_timeout`.
+    Hang,
+    /// A 302 to another path of the receiver.
+    Redirect,
+    /// 429 with `Retry-After: <seconds>`.
+    TooMany(u64),
+}
+
+/// One request the receiver got.
+#[derive(Debug)]
+struct Hit {
+    path: String,
+    headers: HashMap<String, String>,
+    body: String,
+    at: std::time::Instant,
+}
+
+struct ReceiverState {
+    seen: AtomicUsize,
+    hits: mpsc::UnboundedSender<Hit>,
+    script: Box<dyn Fn(usize) -> Reply + Send + Sync>,
+}
+
+/// A real HTTP receiver on 127.0.0.1:0 that reports every request through a channel.
+struct Receiver {
+    url: String,
+    hits: mpsc::UnboundedReceiver<Hit>,
+}
+
+async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<ReceiverState>) -> HttpResponse {
+    let n = st.seen.fetch_add(1, Ordering::SeqCst);
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let _ = st.hits.send(Hit {
+        path: req.path().to_string(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: std::time::Instant::now(),
+    });
+    match (st.script)(n) {
+        Reply::Status(code) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
+                .body(format!("answer {n}"))
+        }
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            HttpResponse::Ok().finish()
+        }
+        Reply::TooMany(secs) => HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", secs.to_string()))
+            .finish(),
+        Reply::Redirect => HttpResponse::Found()
+            .insert_header(("location", "/elsewhere"))
+            .finish(),
+    }
+}
+
+impl Receiver {
+    fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Receiver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = web::Data::new(ReceiverState {
+            seen: AtomicUsize::new(0),
+            hits: tx,
+            script: Box::new(script),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(state.clone())
+                .default_service(web::to(receive))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_rt::spawn(server);
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            hits: rx,
+        }
+    }
+
+    async fn next(&mut self) -> Hit {
+        tokio::time::timeout(Duration::from_secs(20), self.hits.recv())
+            .await
+            .expect("a delivery within 20 s")
+            .expect("receiver running")
+    }
+
+    /// Every request received so far without waiting.
+    fn drain(&mut self) -> Vec<Hit> {
+        let mut all = Vec::new();
+        while let Ok(h) = self.hits.try_recv() {
+            all.push(h);
+        }
+        all
+    }
+}
+
+fn fast(c: &mut Config) {
+    c.allow_private_targets = true;
+    c.webhook_retry_schedule = vec![Duration::from_millis(100); 3];
+    c.webhook_timeout = Duration::from_secs(5);
+}
+
+async fn spawn(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_with(backend, |c| {
+        fast(c);
+        tune(c);
+    })
+    .await
+}
+
+async fn register(t: &TestApp, url: &str) -> Value {
+    let a = t
+        .post(
+            "/api/webhooks",
+            json!({"data": [{"event": "job:finished", "url": url}]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    a.body["data"]["webhooks"][0].clone()
+}
+
+/// The e-shop's signing secrets, newest first.
+fn secrets(t: &TestApp, eshop: i64) -> Vec<String> {
+    let mut conn = t.db.connect();
+    jobline::db::signature_keys::valid(&mut conn, eshop, jobline::model::time::now()).unwrap()
+}
+
+fn verify(secret: &str, hit: &Hit) -> Result<(), signing::SigningError> {
+    signing::verify(
+        secret,
+        &hit.headers["webhook-id"],
+        &hit.headers["webhook-timestamp"],
+        &hit.headers["webhook-signature"],
+        hit.body.as_bytes(),
+        chrono::Utc::now().timestamp(),
+        signing::DEFAULT_TOLERANCE_SECS,
+    )
+}
+
+async fn notification_of(t: &TestApp, job_id: &str) -> Option<Value> {
+    let a = t.get("/api/webhooks/notifications").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body["data"]["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["eventInstance"] == job_id)
+        .cloned()
+}
+
+/// Waits until the job's notification has `status`; answers it.
+async fn wait_notification(t: &TestApp, job_id: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = notification_of(t, job_id).await;
+        match n {
+            Some(n) if n["status"] == status => return n,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "notification of {job_id} never became {status}: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn attempts(t: &TestApp, id: &str) -> Vec<jobline::db::deliveries::AttemptSummary> {
+    let mut conn = t.db.connect();
+    jobline::db::deliveries::attempts_of(&mut conn, id).unwrap()
+}
+
+async fn delivers_signed_job_finished(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(204));
+    let hook = register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    t.wait_finished(&job_id).await;
+
+    let hit = rx.next().await;
+    assert_eq!(hit.path, "/hook");
+    assert_eq!(hit.headers["content-type"], "application/json");
+    let secret = &secrets(&t, 1)[0];
+    assert_eq!(verify(secret, &hit), Ok(()));
+    let sent: Value = serde_json::from_str(&hit.body).unwrap();
+    let created = sent["eventCreated"].as_str().unwrap();
+    assert!(is_api_time(created), "{created}");
+    assert_eq!(
+        hit.body,
+        jobline::db::notifications::job_finished_body(1, created, &job_id)
+    );
+    let id = hit.headers["webhook-id"].clone();
+    assert!(id.starts_with("msg_"), "{id}");
+
+    let n = wait_notification(&t, &job_id, "success").await;
+    assert_eq!(n["id"], id.as_str());
+    assert_eq!(n["webhookId"], hook["id"]);
+    assert_eq!(n["url"], rx.url.as_str());
+    assert_eq!(n["event"], "job:finished");
+    assert_eq!(n["attempts"], 1);
+    assert_eq!(n["lastAttempt"]["statusCode"], 204);
+    assert!(n["lastAttempt"]["error"].is_null());
+    assert!(n["lastAttempt"]["durationMs"].is_number());
+    assert!(is_api_time(n["lastAttempt"]["time"].as_str().unwrap()));
+    assert_eq!(n["data"], sent);
+
+    // Filters.
+    for (query, expected) in [
+        ("?status=success", 1),
+        ("?status=failed", 0),
+        ("?event=job:finished", 1),
+        ("?from=2999-01-01T00:00:00%2B0000", 0),
+    ] {
+        let a = t.get(&format!("/api/webhooks/notifications{query}")).await;
+        assert_eq!(a.status, 200, "{query}: {}", a.body);
+        assert_eq!(
+            a.body["data"]["paginator"]["totalCount"], expected,
+            "{query}"
+        );
+    }
+    assert_eq!(
+        t.get("/api/webhooks/notifications?status=done")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        t.get("/api/webhooks/notifications?event=job:started")
+            .await
+            .status,
+        400
+    );
+}
+
+async fn retries_until_success(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|n| Reply::Status(if n < 2 { 500 } else { 200 }));
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    let first = rx.next().await;
+    let second = rx.next().await;
+    let third = rx.next().await;
+    assert_eq!(first.headers["webhook-id"], second.headers["webhook-id"]);
+    assert_eq!(first.headers["webhook-id"], third.headers["webhook-id"]);
+    assert_eq!(first.body, third.body);
+    let n = wait_notification(&t, &job_id, "success").await;
+    assert_eq!(n["attempts"], 3);
+    assert_eq!(n["lastAttempt"]["statusCode"], 200);
+    let tried = attempts(&t, n["id"].as_str().unwrap());
+    let codes: Vec<Option<i32>> = tried.iter().map(|a| a.1).collect();
+    assert_eq!(codes, [Some(500), Some(500), Some(200)]);
+    assert_eq!(tried[0].2.as_deref(), Some("answered HTTP 500"));
+    assert_eq!(tried[2].2, None);
+
+    // Retention takes the attempts with their notification.
+    let mut conn = t.db.connect();
+    let future = jobline::model::time::now() + 1_000_000;
+    let purged = jobline::db::notifications::purge(&mut conn, future, 100).unwrap();
+    assert_eq!(purged, 1);
+    assert!(attempts(&t, n["id"].as_str().unwrap()).is_empty());
+}
+
+async fn retry_after_is_honoured(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|n| {
+        if n == 0 {
+            Reply::TooMany(1)
+        } else {
+            Reply::Status(200)
+        }
+    });
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    let first = rx.next().await;
+    let second = rx.next().await;
+    let waited = second.at - first.at;
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    let n = wait_notification(&t, &job_id, "success").await;
+    assert_eq!(n["attempts"], 2);
+}
+
+async fn gone_disables_the_webhook(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(410));
+    let hook = register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    rx.next().await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    assert_eq!(n["attempts"], 1);
+    assert_eq!(n["lastAttempt"]["statusCode"], 410);
+    let a = t
+        .get(&format!("/api/webhooks/{}", hook["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["data"]["active"], false);
+}
+
+async fn timeouts_are_recorded(backend: Backend) {
+    let t = spawn(backend, |c| {
+        c.webhook_timeout = Duration::from_millis(300);
+        c.webhook_retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await;
+    let mut rx = Receiver::start(|_| Reply::Hang);
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    rx.next().await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    assert_eq!(n["attempts"], 2);
+    assert!(n["lastAttempt"]["statusCode"].is_null());
+    let error = n["lastAttempt"]["error"].as_str().unwrap();
+    assert!(error.contains("timed out"), "{error}");
+    assert!(n["lastAttempt"]["durationMs"].as_i64().unwrap() >= 250);
+}
+
+async fn redirects_are_not_followed(backend: Backend) {
+    let t = spawn(backend, |c| {
+        c.webhook_retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await;
+    let mut rx = Receiver::start(|_| Reply::Redirect);
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    assert_eq!(n["attempts"], 2);
+    assert_eq!(n["lastAttempt"]["statusCode"], 302);
+    let error = n["lastAttempt"]["error"].as_str().unwrap();
+    assert!(error.contains("redirects are not followed"), "{error}");
+    let hits = rx.drain();
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| h.path == "/hook"), "{hits:?}");
+}
+
+async fn failed_notifications_can_be_redelivered(backend: Backend) {
+    let t = spawn(backend, |c| {
+        c.webhook_retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await;
+    let mut rx = Receiver::start(|n| Reply::Status(if n < 2 { 503 } else { 200 }));
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    assert_eq!(n["attempts"], 2);
+    let id = n["id"].as_str().unwrap().to_string();
+    let other = t.add_eshop(2);
+    let path = format!("/api/webhooks/notifications/{id}/redeliver");
+    let a = t.post_as(&other, &path, json!({})).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(a.error_code(), "notification-not-found");
+    let a = t
+        .post("/api/webhooks/notifications/msg_nope/redeliver", json!({}))
+        .await;
+    assert_eq!(a.status, 404);
+
+    let a = t.post(&path, json!({})).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let n = wait_notification(&t, &job_id, "success").await;
+    assert_eq!(n["attempts"], 3);
+    let hits = [rx.next().await, rx.next().await, rx.next().await];
+    assert!(hits.iter().all(|h| h.headers["webhook-id"] == id));
+}
+
+async fn failed_and_killed_jobs_notify_too(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+
+    let held = t.breakpoints().arm("snapshot:page");
+    let killed = t.submit_snapshot("").await;
+    held.reached().await;
+    let a = t.delete(&format!("/api/system/jobs/{killed}")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    held.release();
+
+    let failed = "zzfail1".to_string();
+    let mut conn = t.db.connect();
+    let now = jobline::model::time::now();
+    jobline::db::jobs::insert(
+        &mut conn,
+        &jobline::db::jobs::Job {
+            id: failed.clone(),
+            eshop_id: 1,
+            endpoint: "/api/products/snapshot".into(),
+            queue: "snapshots".into(),
+            status: "pending".into(),
+            params: "not json".into(),
+            creation_time: now,
+            started_time: None,
+            completion_time: None,
+            attempt: 0,
+            lease_owner: None,
+            lease_expires: None,
+            result_secret: "0".repeat(40),
+            result_ext: None,
+            result_content_type: None,
+            result_size: None,
+            valid_until: None,
+            log: String::new(),
+        },
+        None,
+        0,
+    )
+    .unwrap();
+    assert_eq!(t.wait_finished(&failed).await["status"], "failed");
+
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let hit = rx.next().await;
+        let body: Value = serde_json::from_str(&hit.body).unwrap();
+        instances.push(body["eventInstance"].as_str().unwrap().to_string());
+    }
+    instances.sort();
+    let mut expected = vec![killed.clone(), failed.clone()];
+    expected.sort();
+    assert_eq!(instances, expected);
+    wait_notification(&t, &killed, "success").await;
+    wait_notification(&t, &failed, "success").await;
+}
+
+async fn private_targets_are_refused(backend: Backend) {
+    let t = spawn(backend, |c| {
+        c.allow_private_targets = false;
+        c.webhook_retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await;
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    let error = n["lastAttempt"]["error"].as_str().unwrap();
+    assert!(error.contains("not a public address"), "{error}");
+    assert!(rx.drain().is_empty());
+}
+
+async fn without_a_webhook_the_notification_fails(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let job_id = t.submit_snapshot("").await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    assert_eq!(
+        n["lastAttempt"]["error"], "no active job:finished webhook",
+        "{n}"
+    );
+    assert!(n["webhookId"].is_null());
+    // Registered later, a redelivery reaches it.
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+    let id = n["id"].as_str().unwrap();
+    let a = t
+        .post(
+            &format!("/api/webhooks/notifications/{id}/redeliver"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(rx.next().await.headers["webhook-id"], id);
+    wait_notification(&t, &job_id, "success").await;
+}
+
+async fn crud_validation_and_tenant_scoping(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let app = &t;
+    let bad = |data: Value| async move {
+        let a = app.post("/api/webhooks", json!({ "data": data })).await;
+        assert_eq!(a.status, 422, "{}", a.body);
+        assert_eq!(a.error_code(), "invalid-request-data");
+        a.error_instance().to_string()
+    };
+    let long = format!("https://example.com/{}", "a".repeat(2000));
+    assert_eq!(
+        bad(json!([{"event": "job:started", "url": "https://example.com/"}])).await,
+        "data[0].event"
+    );
+    assert_eq!(
+        bad(json!([{"event": "job:finished", "url": "ftp://example.com/"}])).await,
+        "data[0].url"
+    );
+    assert_eq!(
+        bad(json!([{"event": "job:finished", "url": "/relative"}])).await,
+        "data[0].url"
+    );
+    assert_eq!(
+        bad(json!([{"event": "job:finished", "url": long}])).await,
+        "data[0].url"
+    );
+    assert_eq!(
+        bad(json!([{"event": "job:finished", "url": 5}])).await,
+        "data[0].url"
+    );
+    assert_eq!(
+        bad(json!([
+            {"event": "job:finished", "url": "https://example.com/a"},
+            {"event": "job:finished", "url": "https://example.com/b"}
+        ]))
+        .await,
+        "data[1].event"
+    );
+    assert_eq!(bad(json!([])).await, "data");
+    let a = t
+        .send(
+            t.client
+                .post(t.url("/api/webhooks"))
+                .bearer_auth(&t.token)
+                .body("x"),
+        )
+        .await;
+    assert_eq!(a.status, 415);
+
+    let hook = register(&t, "https://example.com/hook").await;
+    let id = hook["id"].as_str().unwrap().to_string();
+    assert_eq!(hook["event"], "job:finished");
+    assert_eq!(hook["active"], true);
+    assert!(is_api_time(hook["created"].as_str().unwrap()));
+    assert_eq!(hook["created"], hook["updated"]);
+    assert_eq!(
+        bad(json!([{"event": "job:finished", "url": "https://example.com/again"}])).await,
+        "data[0].event"
+    );
+
+    let list = t.get("/api/webhooks").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["data"]["paginator"]["totalCount"], 1);
+    assert_eq!(list.body["data"]["webhooks"][0], hook);
+    let one = t.get(&format!("/api/webhooks/{id}")).await;
+    assert_eq!(one.body["data"], hook);
+
+    let path = format!("/api/webhooks/{id}");
+    let a = t
+        .patch(
+            &path,
+            json!({"data": {"url": "https://example.org/new", "active": false}}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["data"]["url"], "https://example.org/new");
+    assert_eq!(a.body["data"]["active"], false);
+    let a = t.patch(&path, json!({"data": {"url": "nope"}})).await;
+    assert_eq!(a.status, 422);
+    assert_eq!(a.error_instance(), "data.url");
+    let a = t
+        .patch(&path, json!({"data": {"event": "job:finished"}}))
+        .await;
+    assert_eq!(a.status, 422);
+
+    // Another e-shop sees none of it.
+    let other = t.add_eshop(2);
+    let a = t.get_as(&other, &path).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.error_code(), "webhook-not-found");
+    assert_eq!(t.delete_as(&other, &path).await.status, 404);
+    let a = t
+        .send(
+            t.client
+                .patch(t.url(&path))
+                .bearer_auth(&other)
+                .json(&json!({"data": {"active": true}})),
+        )
+        .await;
+    assert_eq!(a.status, 404);
+    let a = t.get_as(&other, "/api/webhooks").await;
+    assert_eq!(a.body["data"]["paginator"]["totalCount"], 0);
+    // The e-shop can register its own for the same event.
+    let a = t
+        .post_as(
+            &other,
+            "/api/webhooks",
+            json!({"data": [{"event": "job:finished", "url": "https://example.com/2"}]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+
+    // Fixed paths are not taken for ids.
+    let a = t.get("/api/webhooks/notifications").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body["data"]["notifications"].is_array());
+    assert_eq!(t.get("/api/webhooks/renew-signature-key").await.status, 405);
+
+    assert_eq!(t.delete(&path).await.status, 200);
+    assert_eq!(t.get(&path).await.status, 404);
+    assert_eq!(t.delete(&path).await.status, 404);
+    assert_eq!(t.get_as("", "/api/webhooks").await.status, 401);
+}
+
+async fn renewed_keys_sign_together_during_the_grace(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+    let old = secrets(&t, 1);
+    assert_eq!(old.len(), 1);
+    let a = t.post("/api/webhooks/renew-signature-key", json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let new = a.body["data"]["signatureKey"].as_str().unwrap().to_string();
+    assert!(new.starts_with("whsec_"), "{new}");
+    assert!(signing::secret_bytes(&new).unwrap().len() >= 24);
+    assert_ne!(new, old[0]);
+
+    let job_id = t.submit_snapshot("").await;
+    let hit = rx.next().await;
+    assert_eq!(hit.headers["webhook-signature"].split(' ').count(), 2);
+    assert_eq!(verify(&old[0], &hit), Ok(()));
+    assert_eq!(verify(&new, &hit), Ok(()));
+    let stranger = format!("whsec_{}", "A".repeat(32));
+    assert!(verify(&stranger, &hit).is_err());
+    wait_notification(&t, &job_id, "success").await;
+}
+
+async fn claims_keep_two_nodes_apart(backend: Backend) {
+    use jobline::db::deliveries::{claim, record_attempt, Attempt};
+    use jobline::model::time::{now, SECOND};
+    let t = spawn(backend, |_| {}).await;
+    let mut conn = t.db.connect();
+    // Due in an hour: this app's own dispatcher leaves it alone.
+    let due = now() + 3600 * SECOND;
+    let zone = jobline::model::Zone::utc();
+    jobline::db::notifications::record_job_finished(&mut conn, 1, "zzclaim", &zone, due).unwrap();
+    let a = claim(&mut conn, "node-a", 10, due + 30 * SECOND, due).unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].attempt, 1);
+    assert!(a[0].target.is_none());
+    let during = claim(&mut conn, "node-b", 10, due + 31 * SECOND, due + SECOND).unwrap();
+    assert!(during.is_empty(), "{during:?}");
+    let b = claim(
+        &mut conn,
+        "node-b",
+        10,
+        due + 90 * SECOND,
+        due + 31 * SECOND,
+    )
+    .unwrap();
+    assert_eq!(b.len(), 1);
+    let attempt = |node: &str| Attempt {
+        notification_id: b[0].id.clone(),
+        node: node.to_string(),
+        attempt: 1,
+        at: due,
+        webhook_id: None,
+        url: None,
+        status_code: None,
+        duration_ms: 0,
+        error: Some("no active job:finished webhook".into()),
+        response_excerpt: None,
+        status: "failed",
+        next_attempt_at: None,
+        disable_webhook: false,
+    };
+    // The node whose claim ran out cannot record; the one holding it can, once.
+    assert!(!record_attempt(&mut conn, &attempt("node-a")).unwrap());
+    assert!(record_attempt(&mut conn, &attempt("node-b")).unwrap());
+    assert!(!record_attempt(&mut conn, &attempt("node-b")).unwrap());
+    assert_eq!(attempts(&t, &b[0].id).len(), 1);
+}
+
+crate::on_both_backends!(
+    claims_keep_two_nodes_apart,
+    delivers_signed_job_finished,
+    retries_until_success,
+    retry_after_is_honoured,
+    gone_disables_the_webhook,
+    timeouts_are_recorded,
+    redirects_are_not_followed,
+    failed_notifications_can_be_redelivered,
+    failed_and_killed_jobs_notify_too,
+    private_targets_are_refused,
+    without_a_webhook_the_notification_fails,
+    crud_validation_and_tenant_scoping,
+    renewed_keys_sign_together_during_the_grace,
+);
