@@ -5,7 +5,7 @@
 use super::auth::Tenant;
 use super::error::ApiError;
 use super::jobs::accept;
-use super::params::json_body;
+use super::params::{json_body, Body};
 use super::AppState;
 use crate::actors::store::{GetImageData, GetProduct};
 use crate::jobs::images::{ImageSource, ImagesRequest, ENDPOINT};
@@ -22,12 +22,6 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_DESCRIPTION: usize = 2000;
 /// Longest `downloadUrl`.
 pub const MAX_URL: usize = 2048;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body {
-    data: Data,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +88,7 @@ fn download_url(at: &str, value: Option<String>) -> Result<String, ApiError> {
 }
 
 /// Checks every image; the first problem is answered with its field's path.
-fn validate(guid: &str, body: Body) -> Result<ImagesRequest, ApiError> {
+fn validate(guid: &str, body: Body<Data>) -> Result<ImagesRequest, ApiError> {
     let images = body
         .data
         .images
@@ -142,7 +136,7 @@ pub async fn submit(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let guid = guid.into_inner();
-    let body: Body = json_body(&req, payload).await?;
+    let body: Body<Data> = json_body(&req, payload).await?;
     let request = validate(&guid, body)?;
     state
         .store

@@ -10,6 +10,14 @@ use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+/// Every request body of the API: `{"data": …}` and nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Body<T> {
+    /// The request's payload.
+    pub data: T,
+}
+
 /// Largest JSON body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 

@@ -3,7 +3,7 @@
 use super::auth::Tenant;
 use super::envelope::{ok, paginator, reply};
 use super::error::ApiError;
-use super::params::{json_body, QueryParams};
+use super::params::{json_body, Body, QueryParams};
 use super::AppState;
 use crate::actors::store::{CreateProduct, DeleteProduct, GetProduct, ListProducts, UpdateProduct};
 use crate::db::images::ProductWithImages;
@@ -19,12 +19,6 @@ use serde_json::{json, Value};
 const MAX_CODE: usize = 64;
 /// Longest product name.
 const MAX_NAME: usize = 250;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body<T> {
-    data: T,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,7 +4,7 @@
 use super::auth::Tenant;
 use super::envelope::{ok, paginator, reply};
 use super::error::ApiError;
-use super::params::{json_body, QueryParams};
+use super::params::{json_body, Body, QueryParams};
 use super::AppState;
 use crate::actors::store::{
     CreateWebhooks, DeleteWebhook, GetWebhook, ListNotifications, ListWebhooks,
@@ -28,12 +28,6 @@ pub const MAX_URL: usize = 2000;
 pub const KEY_GRACE: Micros = 24 * 3600 * time::SECOND;
 /// Statuses a notification can have.
 const STATUSES: &[&str] = &["pending", "success", "failed"];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body<T> {
-    data: T,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
