@@ -22,9 +22,6 @@ use rand::Rng;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How often the dispatcher looks for due notifications when nothing woke it.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
-
 /// How much longer than `webhook_timeout` a claim lasts: a node that dies mid-delivery
 /// lets another node retry once this has passed.
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
@@ -187,7 +184,7 @@ impl Actor for WebhookDispatcher {
         self.shared
             .events
             .register_webhooks(ctx.address().recipient());
-        ctx.run_interval(POLL_INTERVAL, |act, ctx| act.claim(ctx));
+        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| act.claim(ctx));
         self.claim(ctx);
     }
 }
