@@ -334,7 +334,8 @@ pub fn claim(
         ), ";
     // PostgreSQL: walk the distinct e-shops with pending jobs through the claim index
     // (a loose index scan) and take at most ?2 oldest jobs of each (LATERAL), so a claim
-    // costs O(e-shops × cap), not O(pending jobs).
+    // costs O(e-shops × cap), not O(pending jobs); rows another transaction holds (a kill,
+    // a concurrent claim) are skipped, not waited for.
     const PG_CANDIDATES: &str = "\
         WITH RECURSIVE shops(eshop_id) AS ( \
             SELECT MIN(eshop_id) FROM jobs WHERE queue = ?1 AND status = 'pending' \
@@ -351,7 +352,7 @@ pub fn claim(
             FROM shops s CROSS JOIN LATERAL ( \
                 SELECT p.id, p.eshop_id, p.creation_time FROM jobs p \
                 WHERE p.queue = ?1 AND p.status = 'pending' AND p.eshop_id = s.eshop_id \
-                ORDER BY p.creation_time, p.id LIMIT ?2) c \
+                ORDER BY p.creation_time, p.id LIMIT ?2 FOR UPDATE SKIP LOCKED) c \
         ), ";
     const PICK_AND_CLAIM: &str = "\
         picked AS ( \

@@ -244,6 +244,56 @@ async fn new_job_wakes_a_worker_on_another_node(backend: Backend) {
     }
 }
 
+#[actix_rt::test]
+async fn postgres_kill_stops_the_job_on_the_node_running_it() {
+    // Node A accepts the kill; node B runs the job (A has no snapshot workers).
+    let a = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.queues.insert(
+            "snapshots".into(),
+            QueueConfig {
+                workers: Some(0),
+                max_run_time: None,
+            },
+        );
+    })
+    .await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = crate::common::test_config(&a.db);
+    config.queues.insert(
+        "snapshots".into(),
+        QueueConfig {
+            workers: Some(1),
+            max_run_time: None,
+        },
+    );
+    // No heartbeat within the test: only the kill signal can reach B in time.
+    config.lease = Duration::from_secs(600);
+    config.heartbeat = Duration::from_secs(300);
+    let b = jobline::run(config, listener).await.unwrap();
+    let first_hold = b.breakpoints.arm("snapshot:page");
+    let job = a.submit_snapshot("").await;
+    first_hold.reached().await;
+    let killed = a.delete(&format!("/api/system/jobs/{job}")).await;
+    assert_eq!(killed.status, 200);
+    // B's only worker is still held inside the killed job unless the kill reached it.
+    // A second job can only reach the (re-armed) point if that worker was freed.
+    let second_hold = b.breakpoints.arm("snapshot:page");
+    let next = a.submit_snapshot("").await;
+    tokio::time::timeout(Duration::from_secs(10), second_hold.reached())
+        .await
+        .expect("the kill freed node B's worker");
+    second_hold.release();
+    first_hold.release();
+    assert_eq!(a.wait_finished(&next).await["status"], "completed");
+    let job = a.get(&format!("/api/system/jobs/{job}")).await;
+    assert_eq!(job.body["data"]["status"], "killed");
+    assert_eq!(
+        a.notifications_for(job.body["data"]["jobId"].as_str().unwrap()),
+        1
+    );
+    b.shutdown().await;
+}
+
 async fn one_eshop_cannot_starve_another(backend: Backend) {
     let t = TestApp::spawn_with(backend, |c| {
         c.max_running_per_eshop = 2;
