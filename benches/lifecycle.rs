@@ -115,7 +115,7 @@ fn main() {
             run("sqlite", url, jobs, concurrency).await;
         }
         if only.is_empty() || only == "postgres" {
-            let server = std::env::var("JOBLINE_TEST_PG_URL")
+            let server = std::env::var("TEST_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
             let name = format!("jobline_bench_{}", std::process::id());
             let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres")).unwrap();

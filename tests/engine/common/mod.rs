@@ -44,7 +44,7 @@ macro_rules! on_both_backends {
 
 /// The PostgreSQL server tests create their databases on.
 pub fn pg_server_url() -> String {
-    std::env::var("JOBLINE_TEST_PG_URL")
+    std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
@@ -76,7 +76,7 @@ impl TestDb {
                 let mut admin =
                     diesel::PgConnection::establish(&format!("{}/postgres", pg_server_url()))
                         .expect(
-                            "PostgreSQL must run for the postgres tests (set JOBLINE_TEST_PG_URL)",
+                            "PostgreSQL must run for the postgres tests (set TEST_POSTGRES_URL)",
                         );
                 admin
                     .batch_execute(&format!("CREATE DATABASE {name}"))
