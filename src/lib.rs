@@ -122,6 +122,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         .is_postgres()
         .then(|| actors::pg_listener::PgListener::start(backend.clone(), events.clone()));
     let registry = jobs::Registry::standard();
+    let metrics = Arc::new(metrics::Metrics::new());
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(
         "{}-{}-{}",
@@ -135,6 +136,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         events: events.clone(),
         registry: registry.clone(),
         breakpoints: breakpoints.clone(),
+        metrics,
         node,
     })
     .start();
