@@ -136,7 +136,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         events: events.clone(),
         registry: registry.clone(),
         breakpoints: breakpoints.clone(),
-        metrics,
+        metrics: metrics.clone(),
         node,
     })
     .start();
@@ -145,6 +145,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         config: config.clone(),
         events,
         registry,
+        metrics,
         tokens: api::auth::TokenCache::default(),
         limiter: api::rate_limit::RateLimiter::new(
             config.rate_limit_capacity,
