@@ -197,7 +197,34 @@ async fn pending_jobs_show_depth_and_age(backend: Backend) {
     assert!((1.0..60.0).contains(&age), "{age}");
 }
 
+async fn lapsed_results_count_as_expired(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let kept = t.submit_snapshot("").await;
+    let lapsed = t.submit_snapshot("").await;
+    t.wait_finished(&kept).await;
+    t.wait_finished(&lapsed).await;
+    {
+        use diesel::prelude::*;
+        use jobline::db::schema::jobs;
+        let mut conn = t.db.connect();
+        diesel::update(jobs::table.find(&lapsed))
+            .set(jobs::valid_until.eq(Some(1_i64)))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    // Whether or not the janitor has marked it yet, a client sees it expired.
+    let text = scrape(&t).await;
+    for status in ["completed", "expired"] {
+        assert_series(
+            &text,
+            &format!("jobline_jobs{{endpoint=\"{SNAPSHOT}\",status=\"{status}\"}}"),
+            1.0,
+        );
+    }
+}
+
 crate::on_both_backends!(
     metrics_after_jobs_and_calls,
-    pending_jobs_show_depth_and_age
+    pending_jobs_show_depth_and_age,
+    lapsed_results_count_as_expired,
 );
