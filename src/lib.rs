@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod views;
@@ -121,6 +122,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         .is_postgres()
         .then(|| actors::pg_listener::PgListener::start(backend.clone(), events.clone()));
     let registry = jobs::Registry::standard();
+    let metrics = Arc::new(metrics::Metrics::new());
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(
         "{}-{}-{}",
@@ -134,6 +136,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         events: events.clone(),
         registry: registry.clone(),
         breakpoints: breakpoints.clone(),
+        metrics: metrics.clone(),
         node,
     })
     .start();
@@ -142,6 +145,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         config: config.clone(),
         events,
         registry,
+        metrics,
         tokens: api::auth::TokenCache::default(),
         limiter: api::rate_limit::RateLimiter::new(
             config.rate_limit_capacity,

@@ -28,6 +28,8 @@ pub struct Shared {
     pub registry: Registry,
     /// Points where tests can hold running jobs.
     pub breakpoints: Arc<Breakpoints>,
+    /// This node's counters and histograms (job durations, webhook attempts).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// This node's id: the owner of its leases.
     pub node: String,
 }

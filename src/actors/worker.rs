@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs a claimed job.
 #[derive(Message)]
@@ -48,6 +48,8 @@ struct Current {
     log: Arc<std::sync::Mutex<String>>,
     /// The end of the job is being written: too late to abandon or hand it back.
     finishing: bool,
+    /// When this worker started the attempt (the job duration metric).
+    started: Instant,
 }
 
 /// One worker of a queue's pool.
@@ -142,6 +144,7 @@ impl Worker {
             handle,
             log,
             finishing: false,
+            started: Instant::now(),
         });
     }
 
@@ -158,6 +161,7 @@ impl Worker {
             max_per_eshop: i64::from(config.max_running_per_eshop),
             lease: time::micros(config.lease),
         });
+        let status = outcome.status();
         let finish = FinishJob {
             id: cur.job.id.clone(),
             attempt: cur.job.attempt,
@@ -170,12 +174,17 @@ impl Worker {
         let store = self.shared.store.clone();
         async move { store.write(finish).await }
             .into_actor(self)
-            .map(|written, act, ctx| {
+            .map(move |written, act, ctx| {
                 let next = match written {
                     Ok(finished) => {
                         if finished.recorded {
                             if let Some(cur) = &act.current {
                                 act.shared.events.job_ended(&cur.job.id);
+                                act.shared.metrics.job_finished(
+                                    &cur.job.endpoint,
+                                    status.as_str(),
+                                    cur.started.elapsed(),
+                                );
                             }
                         } else {
                             log::info!("a stale attempt's completion was refused");

@@ -7,6 +7,7 @@ pub mod error;
 mod health;
 mod images;
 mod jobs;
+pub mod metrics;
 pub mod params;
 mod products;
 pub mod rate_limit;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub events: Arc<Events>,
     /// Job kinds by endpoint.
     pub registry: Registry,
+    /// This node's counters and histograms (HTTP requests), rendered by `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Resolved API tokens.
     pub tokens: auth::TokenCache,
     /// Leaky buckets per token.
@@ -67,6 +70,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("")
             .wrap(from_fn(rate_limit::limit))
             .wrap(from_fn(envelope::with_request_id))
+            // Outermost: counts every answer, the rate limiter's 429s included.
+            .wrap(from_fn(metrics::record))
+            .service(resource("/metrics").route(web::get().to(metrics::scrape)))
             .service(resource("/healthz").route(web::get().to(health::healthz)))
             .service(resource("/readyz").route(web::get().to(health::readyz)))
             .service(resource("/api-results/{file}").route(web::get().to(results::download)))

@@ -107,6 +107,17 @@ pub enum Outcome {
     Killed,
 }
 
+impl Outcome {
+    /// The job's final status after this outcome.
+    pub fn status(&self) -> JobStatus {
+        match self {
+            Outcome::Completed(_) => JobStatus::Completed,
+            Outcome::Failed => JobStatus::Failed,
+            Outcome::Killed => JobStatus::Killed,
+        }
+    }
+}
+
 /// Inserts a job unless the e-shop sent the same `Idempotency-Key` within `idem_window`;
 /// answers the job id and whether it is new.
 pub fn insert(
@@ -429,14 +440,7 @@ pub fn finish(
     result_ttl: Micros,
 ) -> StoreResult<bool> {
     let now = time::now();
-    let (from, to) = transition(
-        JobStatus::Running,
-        match outcome {
-            Outcome::Completed(_) => JobStatus::Completed,
-            Outcome::Failed => JobStatus::Failed,
-            Outcome::Killed => JobStatus::Killed,
-        },
-    );
+    let (from, to) = transition(JobStatus::Running, outcome.status());
     let target = jobs::table
         .filter(jobs::id.eq(id))
         .filter(jobs::attempt.eq(attempt))
@@ -690,4 +694,49 @@ pub fn pending_by_queue(
             diesel::dsl::min(jobs::creation_time),
         ))
         .load(conn)?)
+}
+
+/// Running jobs per queue, on every node (for metrics).
+pub fn running_by_queue(conn: &mut DbConnection) -> StoreResult<Vec<(String, i64)>> {
+    Ok(jobs::table
+        .filter(jobs::status.eq("running"))
+        .group_by(jobs::queue)
+        .select((jobs::queue, count_star()))
+        .load(conn)?)
+}
+
+/// Stored jobs by endpoint and status as a client sees it at `now` (for metrics): a
+/// `completed` job past `valid_until` counts as `expired`, as [`Job::status_at`] reads it.
+pub fn count_by_endpoint_status(
+    conn: &mut DbConnection,
+    now: Micros,
+) -> StoreResult<Vec<(String, String, i64)>> {
+    conn.transaction(|conn| {
+        let stored: Vec<(String, String, i64)> = jobs::table
+            .group_by((jobs::endpoint, jobs::status))
+            .select((jobs::endpoint, jobs::status, count_star()))
+            .load(conn)?;
+        let lapsed: Vec<(String, i64)> = jobs::table
+            .filter(jobs::status.eq("completed"))
+            .filter(jobs::valid_until.lt(now))
+            .group_by(jobs::endpoint)
+            .select((jobs::endpoint, count_star()))
+            .load(conn)?;
+        let mut counts = stored;
+        for (endpoint, n) in lapsed {
+            for (e, status, count) in counts.iter_mut() {
+                if *e == endpoint && status == JobStatus::Completed.as_str() {
+                    *count -= n;
+                }
+            }
+            match counts
+                .iter_mut()
+                .find(|(e, s, _)| *e == endpoint && s == JobStatus::Expired.as_str())
+            {
+                Some((_, _, count)) => *count += n,
+                None => counts.push((endpoint, JobStatus::Expired.as_str().to_string(), n)),
+            }
+        }
+        Ok(counts)
+    })
 }

@@ -6,6 +6,7 @@ mod fencing;
 mod images;
 mod jobs_list;
 mod lifecycle;
+mod metrics;
 mod process;
 mod reliability;
 mod validation;

@@ -8,6 +8,7 @@
 mod eshop_ops;
 mod image_ops;
 mod job_ops;
+mod metrics_ops;
 mod product_ops;
 mod reader;
 mod webhook_ops;
@@ -16,6 +17,7 @@ mod writer;
 pub use eshop_ops::*;
 pub use image_ops::*;
 pub use job_ops::*;
+pub use metrics_ops::*;
 pub use product_ops::*;
 pub use reader::{QueryActor, Read, ReadOp};
 pub use webhook_ops::*;

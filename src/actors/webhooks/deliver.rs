@@ -9,6 +9,38 @@ use std::time::{Duration, Instant};
 /// The most of an answer's body kept with an attempt.
 pub const EXCERPT_MAX: usize = 1024;
 
+/// How an attempt ended: the `outcome` label of `jobline_webhook_attempts_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum AttemptOutcome {
+    /// A 2xx answer.
+    #[default]
+    Success,
+    /// Any other answer (redirects included: they are not followed).
+    HttpError,
+    /// No answer within `webhook_timeout`.
+    Timeout,
+    /// No answer: connection refused or reset, DNS, TLS.
+    ConnectionError,
+    /// Not sent: the URL is invalid or not allowed (private target), or signing failed.
+    Refused,
+    /// Not sent: the e-shop has no active webhook for the event.
+    NoWebhook,
+}
+
+impl AttemptOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::HttpError => "http_error",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::ConnectionError => "connection_error",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::NoWebhook => "no_webhook",
+        }
+    }
+}
+
 /// What one attempt got.
 #[derive(Debug, Clone, Default)]
 pub struct Delivered {
@@ -24,6 +56,8 @@ pub struct Delivered {
     pub error: Option<String>,
     /// The start of the answer's body.
     pub excerpt: Option<String>,
+    /// How it ended, for metrics.
+    pub outcome: AttemptOutcome,
 }
 
 /// Posts a claimed notification to its webhook. Never fails: every outcome is an attempt.
@@ -45,17 +79,20 @@ pub async fn deliver(
     };
     let Some(target) = &d.target else {
         out.error = Some(format!("no active {} webhook", d.event));
+        out.outcome = AttemptOutcome::NoWebhook;
         return finish(out);
     };
     let url = match reqwest::Url::parse(&target.url) {
         Ok(u) => u,
         Err(e) => {
             out.error = Some(format!("invalid URL: {e}"));
+            out.outcome = AttemptOutcome::Refused;
             return finish(out);
         }
     };
     if let Err(refused) = check_url(&url, allow_private) {
         out.error = Some(refused.to_string());
+        out.outcome = AttemptOutcome::Refused;
         return finish(out);
     }
     let timestamp = at / time::SECOND;
@@ -64,6 +101,7 @@ pub async fn deliver(
             Ok(s) => s,
             Err(e) => {
                 out.error = Some(format!("cannot sign: {e}"));
+                out.outcome = AttemptOutcome::Refused;
                 return finish(out);
             }
         };
@@ -84,10 +122,12 @@ pub async fn deliver(
                 timeout.as_millis(),
                 describe_error(&e)
             ));
+            out.outcome = AttemptOutcome::Timeout;
             return finish(out);
         }
         Err(e) => {
             out.error = Some(describe_error(&e));
+            out.outcome = AttemptOutcome::ConnectionError;
             return finish(out);
         }
     };
@@ -110,6 +150,7 @@ pub async fn deliver(
         out.excerpt = Some(String::from_utf8_lossy(&body).into_owned());
     }
     if !res.status().is_success() {
+        out.outcome = AttemptOutcome::HttpError;
         out.error = Some(if res.status().is_redirection() {
             format!("answered HTTP {status}; redirects are not followed")
         } else {

@@ -111,6 +111,7 @@ impl WebhookDispatcher {
         let config = self.shared.config.clone();
         let store = self.shared.store.clone();
         let node = self.shared.node.clone();
+        let metrics = self.shared.metrics.clone();
         async move {
             let got = deliver(
                 &client,
@@ -119,6 +120,7 @@ impl WebhookDispatcher {
                 config.webhook_timeout,
             )
             .await;
+            metrics.webhook_attempt(got.outcome.as_str());
             let jitter = rand::rng().random_range(1.0 - retry::JITTER..=1.0 + retry::JITTER);
             let next = retry::next(
                 got.status,
