@@ -149,7 +149,7 @@ impl Queue {
 
     fn abandon(&mut self, id: &str) {
         if let Some((_, worker)) = self.running.get(id) {
-            self.workers[*worker].do_send(AbandonJob);
+            self.workers[*worker].do_send(AbandonJob { id: id.to_string() });
         }
     }
 

@@ -22,7 +22,11 @@ pub struct RunJob(pub ClaimedJob);
 /// Drops the current job: someone else ended it or holds it now.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AbandonJob;
+pub struct AbandonJob {
+    /// The job to drop: by the time this arrives the worker may already run another one
+    /// (claimed with the end of the last), which must not be touched.
+    pub id: String,
+}
 
 /// Stops the current job and hands it back to `pending` without spending the attempt.
 #[derive(Message)]
@@ -219,8 +223,9 @@ impl Handler<RunJob> for Worker {
 impl Handler<AbandonJob> for Worker {
     type Result = ();
 
-    fn handle(&mut self, _: AbandonJob, ctx: &mut Context<Self>) {
-        if let Some(cur) = self.current.as_ref().filter(|c| !c.finishing) {
+    fn handle(&mut self, msg: AbandonJob, ctx: &mut Context<Self>) {
+        let current = self.current.as_ref();
+        if let Some(cur) = current.filter(|c| !c.finishing && c.job.id == msg.id) {
             ctx.cancel_future(cur.handle);
             self.free(None);
         }

@@ -103,7 +103,14 @@ fn assert_exactly_once(db: &TestDb, accepted: &[String]) -> HashMap<String, (Str
         let (status, _) = states
             .get(id)
             .unwrap_or_else(|| panic!("accepted job {id} is lost"));
-        assert_eq!(status, "completed", "job {id}");
+        if status != "completed" {
+            let log: String = jobs::table
+                .find(id)
+                .select(jobs::log)
+                .first(&mut conn)
+                .unwrap();
+            panic!("job {id} ended {status}, not completed; its log:\n{log}");
+        }
         assert_eq!(notes.get(id), Some(&1), "notifications of job {id}");
         ended += 1;
     }
