@@ -1,6 +1,7 @@
 //! The persistence writer. Messages are queued to one thread that owns the write
 //! connection; it takes every message waiting (up to `write_batch_max`), runs each in its
-//! own savepoint inside one transaction, commits once, then answers them all. SQLite has a
+//! own savepoint inside one transaction (a write alone in its batch needs none), commits
+//! once, then answers them all. SQLite has a
 //! single writer this way (no `database is locked`), and both backends pay one commit for
 //! many writes.
 
@@ -28,8 +29,9 @@ impl<M: WriteOp> Message for Write<M> {
 
 /// A queued write whose answer waits for the commit.
 trait Pending: Send {
-    /// Runs the write in its savepoint; keeps the outcome.
-    fn run(&mut self, conn: &mut DbConnection);
+    /// Runs the write, in its own savepoint when it shares the batch; keeps the outcome and
+    /// answers whether it succeeded.
+    fn run(&mut self, conn: &mut DbConnection, savepoint: bool) -> bool;
     /// Answers the sender once the batch's fate is known.
     fn answer(self: Box<Self>, commit: &StoreResult<()>);
 }
@@ -41,17 +43,26 @@ struct Queued<M: WriteOp> {
 }
 
 impl<M: WriteOp> Pending for Queued<M> {
-    fn run(&mut self, conn: &mut DbConnection) {
-        if let Some(op) = self.op.take() {
-            self.outcome = Some(conn.transaction(|c| op.apply(c)));
-        }
+    fn run(&mut self, conn: &mut DbConnection, savepoint: bool) -> bool {
+        let Some(op) = self.op.take() else {
+            return false;
+        };
+        let outcome = if savepoint {
+            conn.transaction(|c| op.apply(c))
+        } else {
+            op.apply(conn)
+        };
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
     }
 
     fn answer(self: Box<Self>, commit: &StoreResult<()>) {
-        let outcome = match (commit, self.outcome) {
-            (Err(e), _) => Err(e.clone()),
-            (Ok(()), Some(o)) => o,
-            (Ok(()), None) => Err(StoreError::Unavailable),
+        let outcome = match (self.outcome, commit) {
+            (Some(Err(own)), _) => Err(own),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (Some(Ok(_)), Err(e)) => Err(e.clone()),
+            (None, _) => Err(StoreError::Unavailable),
         };
         let _ = self.reply.send(outcome);
     }
@@ -108,15 +119,24 @@ fn write_loop(mut conn: DbConnection, rx: mpsc::Receiver<Box<dyn Pending>>, batc
                 Err(_) => break,
             }
         }
+        // A write alone in its batch needs no savepoint (two round trips fewer on
+        // PostgreSQL): if it fails, the whole transaction is rolled back instead.
+        let alone = batch.len() == 1;
+        let mut failed_alone = false;
         let commit: StoreResult<()> = conn
             .transaction(|c| {
                 for pending in batch.iter_mut() {
-                    pending.run(c);
+                    if !pending.run(c, !alone) && alone {
+                        failed_alone = true;
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
                 }
                 Ok::<_, diesel::result::Error>(())
             })
             .map_err(|e| {
-                log::error!("write batch of {} failed to commit: {e}", batch.len());
+                if !failed_alone {
+                    log::error!("write batch of {} failed to commit: {e}", batch.len());
+                }
                 StoreError::Database(e.to_string())
             });
         for pending in batch.drain(..) {
