@@ -2,7 +2,7 @@
 //! job, lost leases come back, attempts run out, claims are fair between e-shops.
 
 use crate::common::{Backend, TestApp};
-use jobline::config::{Config, QueueConfig};
+use jobline::config::Config;
 use jobline::db::jobs::{self, Outcome, ResultMeta};
 use jobline::model::{time, Zone};
 
@@ -10,13 +10,7 @@ const S: i64 = time::SECOND;
 
 fn no_workers(c: &mut Config) {
     for q in ["snapshots", "images"] {
-        c.queues.insert(
-            q.into(),
-            QueueConfig {
-                workers: Some(0),
-                max_run_time: None,
-            },
-        );
+        crate::common::set_workers(c, q, 0);
     }
 }
 
@@ -109,14 +103,7 @@ async fn claims_are_fair_between_eshops(backend: Backend) {
     for _ in 0..10 {
         t.submit_snapshot("").await;
     }
-    let theirs = t
-        .send(
-            t.client
-                .get(t.url("/api/products/snapshot"))
-                .bearer_auth(&other),
-        )
-        .await;
-    let their_job = theirs.body["data"]["jobId"].as_str().unwrap().to_string();
+    let their_job = t.submit_snapshot_as(&other, "").await;
     let mut conn = t.db.connect();
     let now = time::now();
     let claimed = jobs::claim(&mut conn, "snapshots", "n", 10, 2, now + 30 * S, now).unwrap();

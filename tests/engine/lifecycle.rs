@@ -148,13 +148,7 @@ async fn wait_answers_when_the_job_ends(backend: Backend) {
 async fn wait_gives_up_after_n_seconds(backend: Backend) {
     // No snapshot workers on this node: the job stays pending.
     let t = TestApp::spawn_with(backend, |c| {
-        c.queues.insert(
-            "snapshots".into(),
-            jobline::config::QueueConfig {
-                workers: Some(0),
-                max_run_time: None,
-            },
-        );
+        crate::common::set_workers(c, "snapshots", 0);
     })
     .await;
     let job_id = t.submit_snapshot("").await;
@@ -183,13 +177,7 @@ async fn wait_gives_up_after_n_seconds(backend: Backend) {
 }
 
 fn no_snapshot_workers(c: &mut jobline::config::Config) {
-    c.queues.insert(
-        "snapshots".into(),
-        jobline::config::QueueConfig {
-            workers: Some(0),
-            max_run_time: None,
-        },
-    );
+    crate::common::set_workers(c, "snapshots", 0);
 }
 
 async fn kill_pending_job(backend: Backend) {

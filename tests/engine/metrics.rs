@@ -165,13 +165,7 @@ async fn metrics_after_jobs_and_calls(backend: Backend) {
 async fn pending_jobs_show_depth_and_age(backend: Backend) {
     // No snapshot workers: submitted jobs wait.
     let t = TestApp::spawn_with(backend, |c| {
-        c.queues.insert(
-            "snapshots".into(),
-            jobline::config::QueueConfig {
-                workers: Some(0),
-                max_run_time: None,
-            },
-        );
+        crate::common::set_workers(c, "snapshots", 0);
     })
     .await;
     t.submit_snapshot("").await;

@@ -7,7 +7,6 @@ use crate::common::{Backend, TestApp, TestDb};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use futures_util::future::join_all;
-use jobline::config::QueueConfig;
 use jobline::db::schema::{jobs, notifications};
 use jobline::db::DbConnection;
 use std::collections::HashMap;
@@ -225,13 +224,7 @@ async fn new_job_wakes_a_worker_on_another_node(backend: Backend) {
     let a = TestApp::spawn_with(backend, |c| {
         no_poll(c);
         if backend == Backend::Postgres {
-            c.queues.insert(
-                "snapshots".into(),
-                QueueConfig {
-                    workers: Some(0),
-                    max_run_time: None,
-                },
-            );
+            crate::common::set_workers(c, "snapshots", 0);
         }
     })
     .await;
@@ -255,24 +248,12 @@ async fn new_job_wakes_a_worker_on_another_node(backend: Backend) {
 async fn postgres_kill_stops_the_job_on_the_node_running_it() {
     // Node A accepts the kill; node B runs the job (A has no snapshot workers).
     let a = TestApp::spawn_with(Backend::Postgres, |c| {
-        c.queues.insert(
-            "snapshots".into(),
-            QueueConfig {
-                workers: Some(0),
-                max_run_time: None,
-            },
-        );
+        crate::common::set_workers(c, "snapshots", 0);
     })
     .await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = crate::common::test_config(&a.db);
-    config.queues.insert(
-        "snapshots".into(),
-        QueueConfig {
-            workers: Some(1),
-            max_run_time: None,
-        },
-    );
+    crate::common::set_workers(&mut config, "snapshots", 1);
     // No heartbeat within the test: only the kill signal can reach B in time.
     config.lease = Duration::from_secs(600);
     config.heartbeat = Duration::from_secs(300);
@@ -304,27 +285,14 @@ async fn postgres_kill_stops_the_job_on_the_node_running_it() {
 async fn one_eshop_cannot_starve_another(backend: Backend) {
     let t = TestApp::spawn_with(backend, |c| {
         c.max_running_per_eshop = 2;
-        c.queues.insert(
-            "snapshots".into(),
-            QueueConfig {
-                workers: Some(3),
-                max_run_time: None,
-            },
-        );
+        crate::common::set_workers(c, "snapshots", 3);
     })
     .await;
     let hold = t.breakpoints().arm("snapshot:page");
     let flood: Vec<String> = join_all((0..40).map(|_| t.submit_snapshot(""))).await;
     hold.reached().await;
     let other = t.add_eshop(2);
-    let theirs = t
-        .send(
-            t.client
-                .get(t.url("/api/products/snapshot"))
-                .bearer_auth(&other),
-        )
-        .await;
-    let their_job = theirs.body["data"]["jobId"].as_str().unwrap().to_string();
+    let their_job = t.submit_snapshot_as(&other, "").await;
     // The third worker is free for e-shop 2 even though e-shop 1 has 38 jobs waiting.
     crate::common::eventually(Duration::from_secs(10), "e-shop 2's job runs", || async {
         t.get_as(&other, &format!("/api/system/jobs/{their_job}"))

@@ -62,14 +62,7 @@ async fn tenants_see_only_their_own(backend: Backend) {
     let list = t.get_as(&other, "/api/products").await;
     assert_eq!(list.body["data"]["paginator"]["totalCount"], 0);
     // The other e-shop's snapshot does not contain our product.
-    let theirs = t
-        .send(
-            t.client
-                .get(t.url("/api/products/snapshot"))
-                .bearer_auth(&other),
-        )
-        .await;
-    let their_job = theirs.body["data"]["jobId"].as_str().unwrap().to_string();
+    let their_job = t.submit_snapshot_as(&other, "").await;
     let a = t
         .get_as(&other, &format!("/api/system/jobs/{their_job}?wait=30"))
         .await;

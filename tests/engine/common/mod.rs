@@ -112,6 +112,17 @@ impl Drop for TestDb {
     }
 }
 
+/// Sets how many workers a queue has on this node (0: the node runs none of its jobs).
+pub fn set_workers(c: &mut Config, queue: &str, workers: usize) {
+    c.queues
+        .entry(queue.to_string())
+        .or_insert(jobline::config::QueueConfig {
+            workers: None,
+            max_run_time: None,
+        })
+        .workers = Some(workers);
+}
+
 /// The configuration tests start from: the contract's defaults on a fresh database.
 pub fn test_config(db: &TestDb) -> Config {
     Config {
@@ -292,7 +303,14 @@ impl TestApp {
 
     /// Submits a snapshot and answers the job id.
     pub async fn submit_snapshot(&self, query: &str) -> String {
-        let a = self.get(&format!("/api/products/snapshot{query}")).await;
+        self.submit_snapshot_as(&self.token, query).await
+    }
+
+    /// Submits a snapshot as the e-shop of `token` and answers the job id.
+    pub async fn submit_snapshot_as(&self, token: &str, query: &str) -> String {
+        let a = self
+            .get_as(token, &format!("/api/products/snapshot{query}"))
+            .await;
         assert_eq!(a.status, 202, "{}", a.body);
         a.body["data"]["jobId"].as_str().unwrap().to_string()
     }
