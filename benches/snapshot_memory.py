@@ -4,16 +4,16 @@
     cargo build --release
     python3 benches/snapshot_memory.py 50000          # products; prints one line of figures
 
-Starts `target/release/jobline serve` (or $JOBLINE_BIN) on a fresh SQLite file in a temporary
+Starts `target/release/jobline serve` (or $BENCH_JOBLINE_BINARY) on a fresh SQLite file in a temporary
 folder, creates N products through the API, runs one snapshot and prints its time, the
 result's size and the server's peak RSS (VmHWM) before and after the snapshot. Loopback only.
 """
 import json, subprocess, time, urllib.request, os, sys, tempfile, concurrent.futures as cf
 n = int(sys.argv[1]); port = int(sys.argv[2]) if len(sys.argv) > 2 else 18300
 d = tempfile.mkdtemp(prefix="jobline-snapshot-")
-binary = os.environ.get("JOBLINE_BIN", os.path.abspath("target/release/jobline"))
+binary = os.environ.get("BENCH_JOBLINE_BINARY", os.path.abspath("target/release/jobline"))
 env = dict(os.environ, JOBLINE_BIND=f"127.0.0.1:{port}", JOBLINE_RATE_LIMIT_CAPACITY="0", RUST_LOG="warn")
-p = subprocess.Popen([binary, "serve"], cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+p = subprocess.Popen([binary, "serve"], cwd=d, env=env, stdout=subprocess.PIPE, text=True)
 lines=[]
 while len(lines) < 2: lines.append(p.stdout.readline().strip())
 token = lines[1]
