@@ -68,6 +68,7 @@ fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
+            .wrap(from_fn(params::reject_nul_in_path))
             .wrap(from_fn(rate_limit::limit))
             .wrap(from_fn(envelope::with_request_id))
             // Outermost: counts every answer, the rate limiter's 429s included.

@@ -5,10 +5,14 @@
 use super::error::ApiError;
 use crate::model::time::parse_api_time;
 use crate::model::Micros;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Every request body of the API: `{"data": …}` and nothing else.
 #[derive(serde::Deserialize)]
@@ -27,9 +31,18 @@ pub struct QueryParams(Vec<(String, String)>);
 impl QueryParams {
     /// Decodes the query string of a request.
     pub fn parse(req: &HttpRequest) -> Result<QueryParams, ApiError> {
-        serde_urlencoded::from_str(req.query_string())
-            .map(QueryParams)
-            .map_err(|_| ApiError::invalid_parameter("query", "The query string is malformed."))
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|_| ApiError::invalid_parameter("query", "The query string is malformed."))?;
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ApiError::invalid_parameter(
+                name,
+                "Parameters must not contain the NUL character (%00).",
+            ));
+        }
+        Ok(QueryParams(pairs))
     }
 
     /// The first value of a parameter; an empty value counts as absent.
@@ -163,6 +176,20 @@ pub async fn json_body<T: DeserializeOwned>(
 
 /// Parses JSON into `T`, naming the failing field (`data.images[1].downloadUrl`).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // JSON can carry U+0000 only as the escape `\u0000`; PostgreSQL text cannot store it.
+    // Only a body that has the escape pays for the second parse that finds the field.
+    if body.windows(5).any(|w| w == b"u0000") {
+        if let Some(path) = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| nul_at(&v, String::new()))
+        {
+            let instance = if path.is_empty() { "body".into() } else { path };
+            return Err(ApiError::invalid_data(
+                &instance,
+                "Text must not contain the NUL character (U+0000).",
+            ));
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -177,6 +204,43 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::invalid_data(&instance, format!("Invalid value: {inner}."))
     })
+}
+
+/// The path (`data.images[1].name`) of the first string or key holding U+0000.
+fn nul_at(v: &Value, path: String) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(item, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Middleware: a path holding an encoded NUL (`%00`) names nothing (and PostgreSQL could
+/// not even compare it): 404 in the envelope before any handler runs.
+pub async fn reject_nul_in_path(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if req.path().contains("%00") {
+        let err = ApiError::new(StatusCode::NOT_FOUND, "not-found", "No such resource.");
+        return Ok(req.error_response(err).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 #[cfg(test)]
@@ -214,6 +278,11 @@ mod tests {
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         let e = parse_json::<Body>(b"{\"data\":").unwrap_err();
         assert_eq!(e.instance.as_deref(), Some("body"));
+        let e =
+            parse_json::<Body>(br#"{"data":{"images":[{"downloadUrl":"a\u0000"}]}}"#).unwrap_err();
+        assert_eq!(e.instance.as_deref(), Some("data.images[0].downloadUrl"));
+        let ok = parse_json::<Body>(br#"{"data":{"images":[{"downloadUrl":"\\u0000"}]}}"#);
+        assert!(ok.is_ok(), "an escaped backslash before u0000 is no NUL");
         let e = parse_json::<Body>(br#"{"data":{"images":[],"x":1}}"#).unwrap_err();
         assert_eq!(e.instance.as_deref(), Some("data.x"));
     }

@@ -310,6 +310,35 @@ async fn unknown_routes_and_methods(backend: Backend) {
     assert_eq!(a.error_instance(), "NOT-AN-ID");
 }
 
+async fn nul_characters_never_reach_the_database(backend: Backend) {
+    // PostgreSQL text cannot hold U+0000: every way in answers a 4xx and changes nothing.
+    let t = TestApp::spawn(backend).await;
+    let a = t
+        .post(
+            "/api/products",
+            json!({"data": {"code": "a\u{0}b", "name": "x"}}),
+        )
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.error_instance(), "data.code");
+    for path in [
+        "/api/products/%00",
+        "/api/products/x/images/%00",
+        "/api/webhooks/%00",
+        "/api/system/jobs/%00",
+        "/api-results/%00",
+    ] {
+        let a = t.get(path).await;
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+        assert!(a.body["metadata"]["requestId"].is_string());
+    }
+    let a = t.get("/api/webhooks/notifications?event=%00").await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.error_instance(), "event");
+    let list = t.get("/api/products").await;
+    assert_eq!(list.body["data"]["paginator"]["totalCount"], 0);
+}
+
 crate::on_both_backends!(
     authentication_is_required,
     tenants_see_only_their_own,
@@ -317,4 +346,5 @@ crate::on_both_backends!(
     bad_bodies_get_clear_errors,
     bad_snapshot_requests_create_no_job,
     unknown_routes_and_methods,
+    nul_characters_never_reach_the_database,
 );
