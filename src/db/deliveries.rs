@@ -3,12 +3,14 @@
 //! same time), the record of every attempt, and redelivery.
 
 use super::schema::{notification_attempts, notifications};
+use super::prepared::{prepared, Param};
 use super::{signature_keys, webhooks, DbConnection};
 use crate::error::StoreResult;
 use crate::model::Micros;
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
+use std::collections::hash_map::{Entry, HashMap};
 
 /// A notification as the API shows it.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -179,46 +181,41 @@ pub fn claim(
     claim_until: Micros,
     now: Micros,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
-    // ?1 node, ?2 claim end, ?3 now, ?4 limit; {lock} is PostgreSQL's row locking.
-    const CLAIM: &str = "\
-        UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
-        WHERE id IN ( \
-            SELECT id FROM notifications \
-            WHERE status = 'pending' AND next_attempt_at <= ?3 \
-                AND (claim_expires IS NULL OR claim_expires < ?3) \
-            ORDER BY next_attempt_at, id LIMIT ?4 {lock} \
-        ) AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
-        RETURNING id, eshop_id, event, payload, attempts, redelivery";
-    macro_rules! run {
-        ($c:expr, $sql:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Text, _>(node)
-                .bind::<BigInt, _>(claim_until)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(limit)
-                .load::<ClaimedRow>($c)
+    // ?1 node, ?2 claim end, ?3 now, ?4 limit; PostgreSQL also locks the rows it picks.
+    macro_rules! claim_sql {
+        ($lock:literal) => {
+            concat!(
+                "UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
+                 WHERE id IN ( \
+                    SELECT id FROM notifications \
+                    WHERE status = 'pending' AND next_attempt_at <= ?3 \
+                        AND (claim_expires IS NULL OR claim_expires < ?3) \
+                    ORDER BY next_attempt_at, id LIMIT ?4 ",
+                $lock,
+                ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
+                 RETURNING id, eshop_id, event, payload, attempts, redelivery"
+            )
         };
     }
-    let rows = match conn {
-        DbConnection::Sqlite(c) => run!(c, &CLAIM.replace("{lock}", ""))?,
-        DbConnection::Pg(c) => {
-            let sql = (1..=4)
-                .rev()
-                .fold(CLAIM.replace("{lock}", "FOR UPDATE SKIP LOCKED"), |s, i| {
-                    s.replace(&format!("?{i}"), &format!("${i}"))
-                });
-            run!(c, &sql)?
-        }
+    let params = [
+        Param::Text(node),
+        Param::BigInt(claim_until),
+        Param::BigInt(now),
+        Param::BigInt(limit),
+    ];
+    let rows: Vec<ClaimedRow> = match conn {
+        DbConnection::Sqlite(c) => prepared(claim_sql!(""), &params).load(c)?,
+        DbConnection::Pg(c) => prepared(claim_sql!("FOR UPDATE SKIP LOCKED"), &params).load(c)?,
     };
+    // One lookup of webhook and keys per e-shop and event of the batch, not one per row.
+    let mut targets: HashMap<(i64, String), Option<Target>> = HashMap::new();
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
-        let target = match webhooks::active_for(conn, row.eshop_id, &row.event)? {
-            Some(w) => Some(Target {
-                webhook_id: w.id,
-                url: w.url,
-                secrets: signature_keys::valid(conn, row.eshop_id, now)?,
-            }),
-            None => None,
+        let target = match targets.entry((row.eshop_id, row.event.clone())) {
+            Entry::Occupied(known) => known.get().clone(),
+            Entry::Vacant(new) => new
+                .insert(target_of(conn, row.eshop_id, &row.event, now)?)
+                .clone(),
         };
         claimed.push(ClaimedDelivery {
             id: row.id,
@@ -231,6 +228,23 @@ pub fn claim(
     }
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(claimed)
+}
+
+/// Where an e-shop's notifications of `event` go now, and the keys that sign them.
+fn target_of(
+    conn: &mut DbConnection,
+    eshop_id: i64,
+    event: &str,
+    now: Micros,
+) -> StoreResult<Option<Target>> {
+    Ok(match webhooks::active_for(conn, eshop_id, event)? {
+        Some(w) => Some(Target {
+            webhook_id: w.id,
+            url: w.url,
+            secrets: signature_keys::valid(conn, eshop_id, now)?,
+        }),
+        None => None,
+    })
 }
 
 /// What one attempt did and what comes next.

@@ -2,10 +2,10 @@
 //! claim, a job to stop, a job that ended) sends a `NOTIFY` inside its own transaction, so
 //! it is delivered exactly when the change is committed. SQLite is one node: nothing to send.
 
+use super::prepared::{prepared, Param};
 use super::DbConnection;
 use crate::error::StoreResult;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "jobline";
@@ -47,10 +47,12 @@ impl Signal {
 /// Sends `signal` to every node when the current transaction commits (PostgreSQL only).
 pub fn send(conn: &mut DbConnection, signal: &Signal) -> StoreResult<()> {
     if let DbConnection::Pg(c) = conn {
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(signal.encode())
-            .execute(c)?;
+        let payload = signal.encode();
+        prepared(
+            "SELECT pg_notify(?1, ?2)",
+            &[Param::Text(CHANNEL), Param::Text(&payload)],
+        )
+        .execute(c)?;
     }
     Ok(())
 }
