@@ -281,27 +281,27 @@ pub struct Attempt {
 /// Records an attempt and moves the notification on, only if `node` still holds the claim
 /// of that attempt; answers whether it did.
 pub fn record_attempt(conn: &mut DbConnection, a: &Attempt) -> StoreResult<bool> {
-    let n = diesel::update(
-        notifications::table
-            .filter(notifications::id.eq(&a.notification_id))
-            .filter(notifications::status.eq("pending"))
-            .filter(notifications::claimed_by.eq(&a.node))
-            .filter(notifications::attempts.eq(a.attempt - 1)),
+    let n = prepared(
+        "UPDATE notifications SET status = ?5, attempts = ?4, next_attempt_at = ?6, \
+            claimed_by = NULL, claim_expires = NULL, redelivery = FALSE, webhook_id = ?7, \
+            url = ?8, last_attempt_at = ?9, last_status_code = ?10, last_duration_ms = ?11, \
+            last_error = ?12 \
+         WHERE id = ?1 AND status = 'pending' AND claimed_by = ?2 AND attempts = ?3",
+        &[
+            Param::Text(&a.notification_id),
+            Param::Text(&a.node),
+            Param::Integer(a.attempt - 1),
+            Param::Integer(a.attempt),
+            Param::Text(a.status),
+            Param::NullableBigInt(a.next_attempt_at),
+            Param::NullableText(a.webhook_id.as_deref()),
+            Param::NullableText(a.url.as_deref()),
+            Param::BigInt(a.at),
+            Param::NullableInteger(a.status_code),
+            Param::BigInt(a.duration_ms),
+            Param::NullableText(a.error.as_deref()),
+        ],
     )
-    .set((
-        notifications::status.eq(a.status),
-        notifications::attempts.eq(a.attempt),
-        notifications::next_attempt_at.eq(a.next_attempt_at),
-        notifications::claimed_by.eq(None::<String>),
-        notifications::claim_expires.eq(None::<Micros>),
-        notifications::redelivery.eq(false),
-        notifications::webhook_id.eq(&a.webhook_id),
-        notifications::url.eq(&a.url),
-        notifications::last_attempt_at.eq(Some(a.at)),
-        notifications::last_status_code.eq(a.status_code),
-        notifications::last_duration_ms.eq(Some(a.duration_ms)),
-        notifications::last_error.eq(&a.error),
-    ))
     .execute(conn)?;
     if n == 0 {
         return Ok(false);

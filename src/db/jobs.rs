@@ -157,10 +157,34 @@ pub fn insert(
             .execute(conn)
             .map_err(raced)?;
     }
-    diesel::insert_into(jobs::table)
-        .values(job)
-        .execute(conn)
-        .map_err(raced)?;
+    prepared(
+        "INSERT INTO jobs (id, eshop_id, endpoint, queue, status, params, creation_time, \
+            started_time, completion_time, attempt, lease_owner, lease_expires, result_secret, \
+            result_ext, result_content_type, result_size, valid_until, log) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        &[
+            Param::Text(&job.id),
+            Param::BigInt(job.eshop_id),
+            Param::Text(&job.endpoint),
+            Param::Text(&job.queue),
+            Param::Text(&job.status),
+            Param::Text(&job.params),
+            Param::BigInt(job.creation_time),
+            Param::NullableBigInt(job.started_time),
+            Param::NullableBigInt(job.completion_time),
+            Param::Integer(job.attempt),
+            Param::NullableText(job.lease_owner.as_deref()),
+            Param::NullableBigInt(job.lease_expires),
+            Param::Text(&job.result_secret),
+            Param::NullableText(job.result_ext.as_deref()),
+            Param::NullableText(job.result_content_type.as_deref()),
+            Param::NullableBigInt(job.result_size),
+            Param::NullableBigInt(job.valid_until),
+            Param::Text(&job.log),
+        ],
+    )
+    .execute(conn)
+    .map_err(raced)?;
     signals::send(conn, &Signal::Wake(job.queue.clone()))?;
     Ok((job.id.clone(), true))
 }
@@ -432,6 +456,13 @@ pub fn renew_leases(
     Ok(held.select((jobs::id, jobs::attempt)).load(conn)?)
 }
 
+/// The owner of a job a statement changed.
+#[derive(QueryableByName)]
+struct EshopOf {
+    #[diesel(sql_type = BigInt)]
+    eshop_id: i64,
+}
+
 /// Ends a running attempt. Fenced: only the attempt that holds the job, and only from
 /// `running`; answers whether it took effect. The `job:finished` notification is written
 /// in the same transaction.
@@ -446,34 +477,45 @@ pub fn finish(
 ) -> StoreResult<bool> {
     let now = time::now();
     let (from, to) = transition(JobStatus::Running, outcome.status());
-    let target = jobs::table
-        .filter(jobs::id.eq(id))
-        .filter(jobs::attempt.eq(attempt))
-        .filter(jobs::status.eq(from));
-    let common = (
-        jobs::completion_time.eq(Some(now)),
-        jobs::lease_owner.eq(None::<String>),
-        jobs::lease_expires.eq(None::<Micros>),
-        jobs::log.eq(jobs::log.concat(log.to_string())),
-    );
-    let n = match outcome {
-        Outcome::Completed(meta) => diesel::update(target)
-            .set((
-                jobs::status.eq(to),
-                jobs::result_ext.eq(Some(&meta.ext)),
-                jobs::result_content_type.eq(Some(&meta.content_type)),
-                jobs::result_size.eq(Some(meta.size)),
-                jobs::valid_until.eq(Some(now + result_ttl)),
-                common,
-            ))
-            .execute(conn)?,
-        Outcome::Failed | Outcome::Killed => diesel::update(target)
-            .set((jobs::status.eq(to), common))
-            .execute(conn)?,
+    // ?1 id, ?2 attempt, ?3 from, ?4 to, ?5 now, ?6 log; a result adds ?7 to ?10.
+    let ended: Vec<EshopOf> = match outcome {
+        Outcome::Completed(meta) => prepared(
+            "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
+                lease_expires = NULL, log = log || ?6, result_ext = ?7, \
+                result_content_type = ?8, result_size = ?9, valid_until = ?10 \
+             WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
+            &[
+                Param::Text(id),
+                Param::Integer(attempt),
+                Param::Text(from),
+                Param::Text(to),
+                Param::BigInt(now),
+                Param::Text(log),
+                Param::Text(&meta.ext),
+                Param::Text(&meta.content_type),
+                Param::BigInt(meta.size),
+                Param::BigInt(now + result_ttl),
+            ],
+        )
+        .load(conn)?,
+        Outcome::Failed | Outcome::Killed => prepared(
+            "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
+                lease_expires = NULL, log = log || ?6 \
+             WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
+            &[
+                Param::Text(id),
+                Param::Integer(attempt),
+                Param::Text(from),
+                Param::Text(to),
+                Param::BigInt(now),
+                Param::Text(log),
+            ],
+        )
+        .load(conn)?,
     };
-    if n == 0 {
+    let Some(EshopOf { eshop_id }) = ended.into_iter().next() else {
         return Ok(false);
-    }
+    };
     match outcome {
         Outcome::Completed(ResultMeta {
             tail: Some((seq, data)),
@@ -487,7 +529,6 @@ pub fn finish(
         Outcome::Completed(_) => {}
         _ => super::results::delete(conn, id)?,
     }
-    let eshop_id: i64 = jobs::table.find(id).select(jobs::eshop_id).first(conn)?;
     notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
     signals::send(conn, &Signal::Ended(id.to_string()))?;
     Ok(true)
