@@ -145,54 +145,69 @@ async fn bogus_tokens_do_not_reset_a_real_tokens_bucket(backend: Backend) {
     );
 }
 
+/// Sends `head`, then `piece` every 100 ms until an answer comes; answers it, how long it
+/// took, and whether the server then closed the connection.
+fn trickle(addr: &str, head: &str, piece: &[u8]) -> (RawAnswer, Duration, bool) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no answer");
+        let _ = stream.write_all(piece);
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let took = started.elapsed();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(std::io::Cursor::new(received).chain(stream));
+    let answer = read_answer(&mut reader).unwrap();
+    let mut stream = reader.into_inner().into_inner().1;
+    let closed = closed_within(&mut stream, Duration::from_secs(5));
+    (answer, took, closed)
+}
+
 async fn a_trickling_body_is_refused_and_its_connection_closed(backend: Backend) {
     let timeout = Duration::from_millis(500);
     let t = TestApp::spawn_with(backend, |c| c.body_read_timeout = timeout).await;
-    let addr = t.base.trim_start_matches("http://").to_string();
     let head = format!(
         "POST /api/products HTTP/1.1\r\nHost: jobline\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{",
+         Content-Type: application/json\r\n",
         t.token
     );
-    let (answer, took, closed) = actix_rt::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        // One byte every 100 ms, until an answer comes (or 10 s pass).
-        let mut received = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !received.windows(4).any(|w| w == b"\r\n\r\n") {
-            assert!(started.elapsed() < Duration::from_secs(10), "no answer");
-            let _ = stream.write_all(b" ");
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-        let took = started.elapsed();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut reader = BufReader::new(std::io::Cursor::new(received).chain(stream));
-        let answer = read_answer(&mut reader).unwrap();
-        let mut stream = reader.into_inner().into_inner().1;
-        let closed = closed_within(&mut stream, Duration::from_secs(5));
-        (answer, took, closed)
-    })
-    .await
-    .unwrap();
-    assert_envelope_error(&answer, 408, "request-timeout");
-    assert!(
-        took >= timeout && took < Duration::from_secs(5),
-        "answered after {took:?}"
-    );
-    assert_eq!(answer.header("connection").as_deref(), Some("close"));
-    assert!(closed, "the connection was left open");
+    // A declared length, one byte at a time; then a chunked body, one chunk at a time
+    // (actix-http would drain the rest of a chunked body rather than close, unless told).
+    for (framing, piece) in [
+        ("Content-Length: 100000\r\n\r\n{", &b" "[..]),
+        (
+            "Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
+            &b"1\r\n \r\n"[..],
+        ),
+    ] {
+        let addr = t.base.trim_start_matches("http://").to_string();
+        let head = format!("{head}{framing}");
+        let (answer, took, closed) =
+            actix_rt::task::spawn_blocking(move || trickle(&addr, &head, piece))
+                .await
+                .unwrap();
+        assert_envelope_error(&answer, 408, "request-timeout");
+        assert!(
+            took >= timeout && took < Duration::from_secs(5),
+            "{framing:?}: answered after {took:?}"
+        );
+        assert_eq!(answer.header("connection").as_deref(), Some("close"));
+        assert!(closed, "{framing:?}: the connection was left open");
+    }
     let list = t.get("/api/products").await;
     assert_eq!(list.body["data"]["paginator"]["totalCount"], 0);
     // A body that arrives in time is unaffected.
