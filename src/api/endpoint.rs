@@ -47,6 +47,17 @@ impl Endpoint {
         self.route(&[Method::GET, Method::HEAD], route)
     }
 
+    /// `method` alone, with `handler`.
+    fn only<F, Args>(self, method: Method, handler: F) -> Endpoint
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let route = web::method(method.clone()).to(handler);
+        self.route(&[method], route)
+    }
+
     /// A `GET` that changes something (it submits a job): no `HEAD`, which must be safe.
     pub fn get_without_head<F, Args>(self, handler: F) -> Endpoint
     where
@@ -54,7 +65,7 @@ impl Endpoint {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.route(&[Method::GET], web::get().to(handler))
+        self.only(Method::GET, handler)
     }
 
     /// `POST`.
@@ -64,7 +75,7 @@ impl Endpoint {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.route(&[Method::POST], web::post().to(handler))
+        self.only(Method::POST, handler)
     }
 
     /// `PATCH`.
@@ -74,7 +85,7 @@ impl Endpoint {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.route(&[Method::PATCH], web::patch().to(handler))
+        self.only(Method::PATCH, handler)
     }
 
     /// `DELETE`.
@@ -84,7 +95,7 @@ impl Endpoint {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.route(&[Method::DELETE], web::delete().to(handler))
+        self.only(Method::DELETE, handler)
     }
 }
 
