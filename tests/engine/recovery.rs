@@ -237,6 +237,7 @@ async fn supervisor_restarts_panicked_actors(backend: Backend) {
     let mut accepted = Vec::new();
     for (point, actor) in actors {
         faults.arm(point);
+        let armed = Instant::now();
         // A submit wakes the queue, a job's end wakes the dispatcher; the janitor and the
         // listener meet their point on their own.
         let job = t.submit_snapshot("").await;
@@ -244,6 +245,7 @@ async fn supervisor_restarts_panicked_actors(backend: Backend) {
             restarts(&t, actor).await == 1
         })
         .await;
+        eprintln!("{actor} restarted {:?} after arming", armed.elapsed());
         assert_eq!(t.wait_finished(&job).await["status"], "completed");
         accepted.push(job);
         accepted.push(t.submit_snapshot("").await);
