@@ -7,8 +7,9 @@
 use crate::common::{eventually, pg_server_url, Backend, TestApp, TestDb};
 use crate::reliability::{assert_exactly_once, until_all_ended};
 use diesel::connection::SimpleConnection;
-use diesel::Connection;
+use diesel::prelude::*;
 use futures_util::future::join_all;
+use jobline::db::schema::jobs;
 use jobline::faults::FailurePoint;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -117,15 +118,28 @@ async fn postgres_backends_terminated_under_load_recover() {
     assert_exactly_once(&t.db, &tally.accepted);
 }
 
+/// The database refuses connections for a while. Submits and `/readyz` answer 503 with
+/// `Retry-After`; a job running meanwhile, whose reads are refused, is handed back without
+/// spending its attempt (the hand-back itself retried until the database is back) and
+/// completes on its next run.
 #[actix_rt::test]
 async fn postgres_unreachable_database_answers_503_until_it_is_back() {
-    let t = TestApp::spawn_with(Backend::Postgres, tuned).await;
-    let before = t.submit_snapshot("").await;
+    let t = TestApp::spawn_with(Backend::Postgres, |c| {
+        tuned(c);
+        // Longer than the outage: the running job's hand-back is retried, not given up.
+        c.lease = Duration::from_secs(30);
+        c.heartbeat = Duration::from_secs(10);
+    })
+    .await;
+    let hold = t.breakpoints().arm("snapshot:page");
+    let running = t.submit_snapshot("").await;
+    hold.reached().await;
     let name = db_name(&t.db);
     admin()
         .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
         .unwrap();
     terminate_backends(&t.db);
+    hold.release();
     let refused = t.get("/api/products/snapshot").await;
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert_eq!(refused.error_code(), "service-unavailable");
@@ -141,10 +155,22 @@ async fn postgres_unreachable_database_answers_503_until_it_is_back() {
     assert_eq!(t.get("/readyz").await.status, 200);
     let after = t.submit_snapshot("").await;
     until_all_ended(&t.db, Duration::from_secs(60)).await;
-    for id in [&before, &after] {
+    for id in [&running, &after] {
         assert_eq!(t.wait_finished(id).await["status"], "completed");
         assert_eq!(t.notifications_for(id), 1);
     }
+    let job = t.get(&format!("/api/system/jobs/{running}")).await;
+    let log = job.body["data"]["log"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(log.contains("database was unreachable"), "{}", job.body);
+    let attempt: i32 = jobs::table
+        .find(&running)
+        .select(jobs::attempt)
+        .first(&mut t.db.connect())
+        .unwrap();
+    assert_eq!(attempt, 1, "the handed-back attempt is not counted");
 }
 
 /// The writer loses its connection (the failure point stands in for a restart, so this
