@@ -9,6 +9,7 @@
 //! savepoint and answers its sender an error while the rest of its batch commits (alone in
 //! its batch, the batch is rolled back); a batch that fails on a lost connection answers
 //! every sender `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
+
 use super::link::Link;
 use crate::db::{Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
