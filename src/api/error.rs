@@ -6,10 +6,14 @@ use crate::error::StoreError;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use std::fmt;
+
+/// The `Retry-After` of a 503, in seconds: the writer and the readers try the database again
+/// at least this often while it is unreachable.
+const RETRY_AFTER_SECS: u64 = 2;
 
 /// An error answered in the envelope.
 #[derive(Debug, Clone)]
@@ -130,7 +134,7 @@ impl ApiError {
             StoreError::Unavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
-                "The service is shutting down or restarting; try again.",
+                "The database is unreachable or the service is shutting down; try again later.",
             ),
             StoreError::Database(cause) => ApiError::internal(cause),
         }
@@ -218,7 +222,11 @@ impl ResponseError for ApiError {
             message: self.message.clone(),
             instance: self.instance.clone(),
         };
-        HttpResponse::build(self.status).json(envelope(None::<()>, Some(vec![item])))
+        let mut answer = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            answer.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        answer.json(envelope(None::<()>, Some(vec![item])))
     }
 }
 

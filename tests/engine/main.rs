@@ -9,6 +9,7 @@ mod jobs_list;
 mod lifecycle;
 mod metrics;
 mod process;
+mod recovery;
 mod reliability;
 mod validation;
 mod webhooks;

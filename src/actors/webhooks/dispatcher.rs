@@ -15,6 +15,7 @@ use crate::actors::queue::Drain;
 use crate::actors::store::{ClaimNotifications, RecordAttempt};
 use crate::actors::Shared;
 use crate::db::deliveries::{Attempt, ClaimedDelivery};
+use crate::faults::FailurePoint;
 use crate::model::time;
 use crate::outbound::{GuardedClient, OutboundPolicy};
 use actix::prelude::*;
@@ -70,6 +71,9 @@ impl WebhookDispatcher {
         if self.draining || self.in_flight >= self.slots() {
             return;
         }
+        self.shared
+            .faults
+            .panic_if_armed(FailurePoint::WebhookDispatcherPanics);
         if self.claiming {
             self.wake_again = true;
             return;
