@@ -3,6 +3,7 @@
 mod common;
 
 mod fencing;
+mod http;
 mod images;
 mod jobs_list;
 mod lifecycle;
