@@ -4,11 +4,13 @@ mod common;
 
 mod bench;
 mod fencing;
+mod http;
 mod images;
 mod jobs_list;
 mod lifecycle;
 mod metrics;
 mod process;
+mod recovery;
 mod reliability;
 mod validation;
 mod webhooks;
