@@ -41,10 +41,8 @@ impl BenchDatabase {
         let suffix = crate::model::ids::new_job_id();
         match server {
             None => {
-                let dir = std::env::temp_dir().join(format!(
-                    "jobline-bench-{}-{suffix}",
-                    std::process::id()
-                ));
+                let dir = std::env::temp_dir()
+                    .join(format!("jobline-bench-{}-{suffix}", std::process::id()));
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 Ok(BenchDatabase {
@@ -54,8 +52,8 @@ impl BenchDatabase {
                 })
             }
             Some(server) => {
-                let mut url = url::Url::parse(server)
-                    .map_err(|e| format!("--database-url {server}: {e}"))?;
+                let mut url =
+                    url::Url::parse(server).map_err(|e| format!("--database-url {server}: {e}"))?;
                 if !matches!(url.scheme(), "postgres" | "postgresql") {
                     return Err("--database-url must be a postgres:// URL".into());
                 }

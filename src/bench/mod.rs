@@ -254,10 +254,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         submit_rate: per_second(accepted, submitted.last),
         e2e_rate: per_second(latencies.len(), last_webhook),
         latency_ms: Latency::of(latencies),
-        server_peak_rss_mb: round(
-            usage.iter().map(|u| u.peak_rss_mb).fold(0.0, f64::max),
-            1,
-        ),
+        server_peak_rss_mb: round(usage.iter().map(|u| u.peak_rss_mb).fold(0.0, f64::max), 1),
         server_cpu_s: round(usage.iter().map(|u| u.cpu_s).sum(), 2),
         bench_cpu_s: round(nodes::own_cpu_seconds(), 2),
         wall_s: round(

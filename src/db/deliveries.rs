@@ -2,8 +2,8 @@
 //! batched claims with a short lease (so two nodes never deliver one notification at the
 //! same time), the record of every attempt, and redelivery.
 
-use super::schema::{notification_attempts, notifications};
 use super::prepared::{prepared, Param};
+use super::schema::{notification_attempts, notifications};
 use super::{signature_keys, webhooks, DbConnection};
 use crate::error::StoreResult;
 use crate::model::Micros;
