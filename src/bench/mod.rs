@@ -71,7 +71,7 @@ pub fn main(args: BenchArgs) -> Result<(), String> {
     if args.jobs == 0 || args.eshops == 0 || args.nodes == 0 || args.concurrency == 0 {
         return Err("--jobs, --eshops, --nodes and --concurrency must be at least 1".into());
     }
-    if args.rate.is_some_and(|r| !(r > 0.0)) {
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         return Err("--rate must be a positive number of submits per second".into());
     }
     if args.nodes > 1 && args.database_url.is_none() {
