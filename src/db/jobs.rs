@@ -478,6 +478,14 @@ pub fn finish(
     let now = time::now();
     let (from, to) = transition(JobStatus::Running, outcome.status());
     // ?1 id, ?2 attempt, ?3 from, ?4 to, ?5 now, ?6 log; a result adds ?7 to ?10.
+    let ended = [
+        Param::Text(id),
+        Param::Integer(attempt),
+        Param::Text(from),
+        Param::Text(to),
+        Param::BigInt(now),
+        Param::Text(log),
+    ];
     let ended: Vec<EshopOf> = match outcome {
         Outcome::Completed(meta) => prepared(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
@@ -485,31 +493,22 @@ pub fn finish(
                 result_content_type = ?8, result_size = ?9, valid_until = ?10 \
              WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
             &[
-                Param::Text(id),
-                Param::Integer(attempt),
-                Param::Text(from),
-                Param::Text(to),
-                Param::BigInt(now),
-                Param::Text(log),
-                Param::Text(&meta.ext),
-                Param::Text(&meta.content_type),
-                Param::BigInt(meta.size),
-                Param::BigInt(now + result_ttl),
-            ],
+                &ended[..],
+                &[
+                    Param::Text(&meta.ext),
+                    Param::Text(&meta.content_type),
+                    Param::BigInt(meta.size),
+                    Param::BigInt(now + result_ttl),
+                ],
+            ]
+            .concat(),
         )
         .load(conn)?,
         Outcome::Failed | Outcome::Killed => prepared(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6 \
              WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
-            &[
-                Param::Text(id),
-                Param::Integer(attempt),
-                Param::Text(from),
-                Param::Text(to),
-                Param::BigInt(now),
-                Param::Text(log),
-            ],
+            &ended,
         )
         .load(conn)?,
     };
