@@ -95,7 +95,12 @@ fn eshop(config: &Config, command: EshopCommand) -> Result<(), String> {
                 }
                 other => other.to_string(),
             })?;
-            println!("created e-shop {eshop_id} ({name}); its API token:");
+            let key = db::signature_keys::current(&mut conn, eshop_id, crate::model::time::now())
+                .map_err(|e| e.to_string())?;
+            println!("created e-shop {eshop_id} ({name})");
+            println!("its webhook signature key (also at GET /api/webhooks/signature-key):");
+            println!("{key}");
+            println!("its API token:");
             println!("{token}");
         }
         EshopCommand::Token { eshop_id } => {

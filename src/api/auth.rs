@@ -1,7 +1,10 @@
-//! Bearer-token authentication: the [`Tenant`] extractor resolves the e-shop of a request.
-//! Token hashes are cached for a minute so that a request costs no database read for it.
+//! Token authentication: the [`Tenant`] extractor resolves the e-shop of a request from
+//! `Authorization: Bearer <token>` or, for Shoptet clients, the same token in
+//! `Shoptet-Private-API-Token` or `Shoptet-Access-Token`. Token hashes are cached for a
+//! minute so that a request costs no database read for it.
 
 use super::error::ApiError;
+use super::shoptet;
 use super::AppState;
 use crate::actors::store::Authenticate;
 use crate::error::StoreError;
@@ -46,24 +49,38 @@ pub struct Tenant {
     pub eshop_id: i64,
 }
 
-/// The token of the `Authorization: Bearer` header, or the 401 to answer.
-pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
-    let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
-        return Err(ApiError::new(
+/// The API token of a request, or the 401 to answer: `Authorization: Bearer <token>` when
+/// that header is sent, else Shoptet's `Shoptet-Private-API-Token`, else
+/// `Shoptet-Access-Token` (the same tokens, the same errors).
+pub fn api_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let headers = req.headers();
+    if let Some(header) = headers.get(actix_web::http::header::AUTHORIZATION) {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        return header
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(invalid_token);
+    }
+    let shoptet = headers
+        .get(shoptet::PRIVATE_TOKEN_HEADER)
+        .or_else(|| headers.get(shoptet::ACCESS_TOKEN_HEADER));
+    match shoptet {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(invalid_token),
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing-access-token",
-            "Send the API token as `Authorization: Bearer <token>`.",
-        ));
-    };
-    // The scheme is case-insensitive (RFC 9110 §11.1).
-    header
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(invalid_token)
+            "Send the API token as `Authorization: Bearer <token>` (or in `Shoptet-Private-API-Token`).",
+        )),
+    }
 }
 
 fn invalid_token() -> ApiError {
@@ -79,7 +96,7 @@ impl FromRequest for Tenant {
     type Future = LocalBoxFuture<'static, Result<Tenant, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
+        let token = api_token(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let token = token?;

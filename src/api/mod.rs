@@ -12,6 +12,7 @@ pub mod params;
 mod products;
 pub mod rate_limit;
 mod results;
+mod shoptet;
 mod snapshot;
 mod webhooks;
 
@@ -112,6 +113,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 resource("/api/webhooks/renew-signature-key")
                     .route(web::post().to(webhooks::renew_signature_key)),
+            )
+            .service(
+                resource("/api/webhooks/signature-key")
+                    .route(web::get().to(webhooks::signature_key)),
             )
             .service(
                 resource("/api/webhooks")

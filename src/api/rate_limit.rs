@@ -93,7 +93,7 @@ pub async fn limit(
         _ => return Ok(next.call(req).await?.map_into_left_body()),
     };
     let limiter = &limiter.limiter;
-    let token = super::auth::bearer_token(req.request()).ok();
+    let token = super::auth::api_token(req.request()).ok();
     let verdict = match &token {
         Some(t) => limiter.admit(&token_hash(t), Instant::now()),
         None => Verdict::Allowed(0),

@@ -9,5 +9,6 @@ mod lifecycle;
 mod metrics;
 mod process;
 mod reliability;
+mod shoptet;
 mod validation;
 mod webhooks;

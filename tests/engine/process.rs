@@ -35,6 +35,11 @@ fn eshop_commands() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout.lines().last().unwrap().to_string();
     assert!(token.starts_with("jl_"), "{stdout}");
+    // The signing key is printed too, and it is the one that signs deliveries.
+    let now = jobline::model::time::now();
+    let key = jobline::db::signature_keys::current(&mut db.connect(), 222651, now).unwrap();
+    assert!(key.starts_with("whsec_"), "{key}");
+    assert!(stdout.lines().any(|l| l == key), "{stdout}");
 
     let again = jobline(&db.url, &["eshop", "add", "222651"]);
     assert_eq!(again.status.code(), Some(1));
