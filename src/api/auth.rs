@@ -10,7 +10,7 @@ use crate::actors::store::Authenticate;
 use crate::error::StoreError;
 use crate::model::ids::token_hash;
 use actix_web::http::StatusCode;
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -95,30 +95,35 @@ impl FromRequest for Tenant {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Tenant, ApiError>>;
 
+    /// Resolves the e-shop and records it in the request's extensions (for the access log).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = api_token(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let req = req.clone();
         Box::pin(async move {
             let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("no application state"))?;
             let hash = token_hash(&token);
-            if let Some(eshop_id) = state.tokens.get(&hash) {
-                return Ok(Tenant { eshop_id });
-            }
-            match state
-                .store
-                .read(Authenticate {
-                    token_hash: hash.clone(),
-                })
-                .await
-            {
-                Ok(eshop_id) => {
-                    state.tokens.put(hash, eshop_id);
-                    Ok(Tenant { eshop_id })
-                }
-                Err(StoreError::NotFound) => Err(invalid_token()),
-                Err(e) => Err(e.into()),
-            }
+            let eshop_id = match state.tokens.get(&hash) {
+                Some(eshop_id) => eshop_id,
+                None => match state
+                    .store
+                    .read(Authenticate {
+                        token_hash: hash.clone(),
+                    })
+                    .await
+                {
+                    Ok(eshop_id) => {
+                        state.tokens.put(hash, eshop_id);
+                        eshop_id
+                    }
+                    Err(StoreError::NotFound) => return Err(invalid_token()),
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let tenant = Tenant { eshop_id };
+            req.extensions_mut().insert(tenant);
+            Ok(tenant)
         })
     }
 }

@@ -195,4 +195,98 @@ async fn sigterm_exits_cleanly(backend: Backend) {
     assert_eq!(running, 0, "no job is left running after a clean exit");
 }
 
-crate::on_both_backends!(crash_loses_no_accepted_job, sigterm_exits_cleanly);
+/// One access log line per request with its id, e-shop, route, status and duration; no
+/// token, signing key or result secret anywhere in the output but the token's own line.
+async fn the_log_names_each_request_and_no_secret(backend: Backend) {
+    let db = TestDb::new(backend);
+    let client = reqwest::Client::new();
+    let mut node = Node::start(&db.url, true, &[]);
+    let token = node.token.clone().unwrap();
+    let submit = client
+        .get(node.url("/api/products/snapshot"))
+        .header("Shoptet-Private-API-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submit.status(), 202);
+    let request_id = submit.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let job_id = submit.json::<Value>().await.unwrap()["data"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, job) = json(
+        client
+            .get(node.url(&format!("/api/system/jobs/{job_id}?wait=30")))
+            .bearer_auth(&token),
+    )
+    .await;
+    let result_url = job["data"]["resultUrl"].as_str().unwrap().to_string();
+    let secret = result_url
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    // public_url names port 0 here: fetch the same path from the node.
+    let result_path = &result_url[result_url.find("/api-results/").unwrap()..];
+    let download = client.get(node.url(result_path)).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    let (_, key) = json(
+        client
+            .get(node.url("/api/webhooks/signature-key"))
+            .bearer_auth(&token),
+    )
+    .await;
+    let key = key["data"]["signatureKey"].as_str().unwrap().to_string();
+    let (status, _) = json(
+        client
+            .get(node.url("/api/webhooks"))
+            .bearer_auth("jl_wrong"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    node.signal("-TERM");
+    assert_eq!(node.wait_exit(Duration::from_secs(30)).code(), Some(0));
+
+    let output = node.output();
+    let log = output.join("\n");
+    assert!(
+        output.iter().any(|l| l.contains("no configuration file")),
+        "{log}"
+    );
+    let line = output
+        .iter()
+        .find(|l| l.contains(&format!("request={request_id}")))
+        .unwrap_or_else(|| panic!("no access line for {request_id}: {log}"));
+    for part in [
+        "eshop=1",
+        "GET /api/products/snapshot",
+        "status=202",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert!(log.contains("GET /api-results/{file} status=200"), "{log}");
+    assert!(
+        log.contains("eshop=- GET /api/webhooks status=401"),
+        "{log}"
+    );
+    let token_lines = output.iter().filter(|l| l.contains(&token)).count();
+    assert_eq!(
+        token_lines, 1,
+        "the token only on its own stdout line: {log}"
+    );
+    assert!(!log.contains(&secret), "{log}");
+    assert!(!log.contains(&key), "{log}");
+}
+
+crate::on_both_backends!(
+    crash_loses_no_accepted_job,
+    sigterm_exits_cleanly,
+    the_log_names_each_request_and_no_secret,
+);
