@@ -55,6 +55,16 @@ fn eshop_commands() {
         Some(1)
     );
 
+    let help = String::from_utf8(jobline(&db.url, &["--help"]).stdout).unwrap();
+    for part in [
+        "JOBLINE_CONFIG",
+        "jobline.toml",
+        "JOBLINE_K",
+        "docs/configuration.md",
+    ] {
+        assert!(help.contains(part), "{part} in {help}");
+    }
+
     let list = jobline(&db.url, &["eshop", "list"]);
     let listed = String::from_utf8(list.stdout).unwrap();
     assert!(listed.contains("222651\tShop"), "{listed}");
