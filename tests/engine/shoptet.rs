@@ -31,6 +31,15 @@ fn bucket(a: &crate::common::Answer) -> (f64, f64) {
     (current.parse().unwrap(), max.parse().unwrap())
 }
 
+/// A request as Orchesty's connectors and the PHP SDK send every call: the private token
+/// header and the vendor media type.
+fn vendor_request(t: &TestApp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    t.client
+        .request(method, t.url(path))
+        .header(PRIVATE, &t.token)
+        .header("Content-Type", VENDOR)
+}
+
 async fn token_headers_authenticate_like_bearer(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     for header in [PRIVATE, ACCESS] {
@@ -150,12 +159,7 @@ async fn keboola_extractor(backend: Backend) {
 /// split into JSON lines.
 async fn orchesty_connectors(backend: Backend) {
     let t = TestApp::spawn(backend).await;
-    let request = |method: reqwest::Method, path: &str| {
-        t.client
-            .request(method, t.url(path))
-            .header(PRIVATE, &t.token)
-            .header("Content-Type", VENDOR)
-    };
+    let request = |method, path: &str| vendor_request(&t, method, path);
     // ShoptetSubscribeWebhooks posts with the vendor type.
     let subscribe = t
         .send(
@@ -239,12 +243,7 @@ async fn orchesty_connectors(backend: Backend) {
 /// `sendPayload`, read back in `data.webhook`; renew-signature-key answers the key.
 async fn php_sdk_endpoints(backend: Backend) {
     let t = TestApp::spawn(backend).await;
-    let request = |method: reqwest::Method, path: &str| {
-        t.client
-            .request(method, t.url(path))
-            .header(PRIVATE, &t.token)
-            .header("Content-Type", VENDOR)
-    };
+    let request = |method, path: &str| vendor_request(&t, method, path);
     let job_id = t.submit_snapshot("").await;
     t.wait_finished(&job_id).await;
     let detail = t
