@@ -9,7 +9,7 @@ mod health;
 mod images;
 mod jobs;
 pub mod metrics;
-pub mod openapi;
+mod openapi;
 pub mod params;
 mod products;
 pub mod rate_limit;
