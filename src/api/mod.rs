@@ -3,6 +3,8 @@
 
 mod access_log;
 pub mod auth;
+mod body_deadline;
+mod endpoint;
 pub mod envelope;
 pub mod error;
 mod health;
@@ -25,6 +27,7 @@ use crate::jobs::Registry;
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
+use endpoint::endpoint;
 use error::ApiError;
 use std::sync::Arc;
 
@@ -54,29 +57,18 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     ))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "This endpoint does not answer that method.",
-    ))
-}
-
-/// A resource whose unsupported methods answer 405 in the envelope.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
 /// Declares every route once: [`ROUTES`] lists them (the OpenAPI document is checked
-/// against that list) and `register` adds them to a scope, in order (fixed paths before
-/// the patterns that would capture them).
+/// against that list) and `register` adds them to a scope as [`endpoint::Endpoint`]s, in
+/// order (fixed paths before the patterns that would capture them).
 macro_rules! routes {
     ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),+ $(,)?) => {
-        /// Every route: its path pattern (as the OpenAPI document writes it) and methods.
+        /// Every route: its path pattern (as the OpenAPI document writes it) and the
+        /// `Endpoint` methods serving it: `get` (answers `HEAD` too), `get_without_head` (a
+        /// `GET` that submits a job), `post`, `patch`, `delete`.
         pub const ROUTES: &[(&str, &[&str])] = &[$(($path, &[$(stringify!($method)),+])),+];
 
         fn register(scope: actix_web::Scope) -> actix_web::Scope {
-            scope$(.service(resource($path)$(.route(web::$method().to($handler)))+))+
+            scope$(.service(endpoint($path)$(.$method($handler))+))+
         }
     };
 }
@@ -87,7 +79,8 @@ routes! {
     "/readyz" => [get => health::readyz],
     "/api-results/{file}" => [get => results::download],
     "/api/openapi.json" => [get => openapi::document],
-    "/api/products/snapshot" => [get => snapshot::submit],
+    // A snapshot is submitted by GET; HEAD must not submit one.
+    "/api/products/snapshot" => [get_without_head => snapshot::submit],
     "/api/products" => [get => products::list, post => products::create],
     "/api/products/{guid}" => [
         get => products::get,
@@ -115,9 +108,12 @@ routes! {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         register(web::scope(""))
+            .wrap(from_fn(body_deadline::enforce))
             .wrap(from_fn(params::reject_nul_in_path))
             .wrap(from_fn(rate_limit::limit))
+            .wrap(from_fn(error::envelope_foreign_errors))
             .wrap(from_fn(envelope::with_request_id))
+            .wrap(from_fn(endpoint::head_without_body))
             // Counts every answer, the rate limiter's 429s included.
             .wrap(from_fn(metrics::record))
             // Outermost: logs every answer with the request id set above.

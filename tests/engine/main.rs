@@ -3,12 +3,14 @@
 mod common;
 
 mod fencing;
+mod http;
 mod images;
 mod jobs_list;
 mod lifecycle;
 mod metrics;
 mod openapi;
 mod process;
+mod recovery;
 mod reliability;
 mod shoptet;
 mod validation;
