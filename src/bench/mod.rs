@@ -137,24 +137,13 @@ fn create_eshops(n: usize, db: &BenchDatabase) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// POSTs `body` as an e-shop and answers the envelope's `data`.
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: Value,
-) -> Result<Value, String> {
-    let res = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
+/// Sends a set-up request and answers the envelope's `data`.
+async fn request(req: reqwest::RequestBuilder, url: &str) -> Result<Value, String> {
+    let res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
     let status = res.status();
-    let body: Value = res.json().await.map_err(|e| format!("POST {url}: {e}"))?;
+    let body: Value = res.json().await.map_err(|e| format!("{url}: {e}"))?;
     if !status.is_success() {
-        return Err(format!("POST {url} answered {status}: {body}"));
+        return Err(format!("{url} answered {status}: {body}"));
     }
     Ok(body["data"].clone())
 }
@@ -173,22 +162,21 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         .build()
         .map_err(|e| e.to_string())?;
 
-    // Today an e-shop learns its signing key only by renewing it: the previous key keeps
-    // signing for 24 h, so each delivery carries two signatures; one must match.
+    // Each e-shop's signing key, so the receiver can verify every delivery.
     let mut keys = HashMap::new();
     for (i, token) in tokens.iter().enumerate() {
-        let url = format!("{}/api/webhooks/renew-signature-key", bases[0]);
-        let data = post(&client, &url, token, json!({})).await?;
+        let url = format!("{}/api/webhooks/signature-key", bases[0]);
+        let data = request(client.get(&url).bearer_auth(token), &url).await?;
         let key = data["signatureKey"]
             .as_str()
-            .ok_or("renew-signature-key answered no key")?;
+            .ok_or("GET /api/webhooks/signature-key answered no key")?;
         keys.insert(i as i64 + 1, key.to_string());
     }
     let receiver = Receiver::start(keys)?;
     for (i, token) in tokens.iter().enumerate() {
         let url = format!("{}/api/webhooks", bases[0]);
         let hook = json!({"data": [{"event": "job:finished", "url": receiver.url(i as i64 + 1)}]});
-        post(&client, &url, token, hook).await?;
+        request(client.post(&url).bearer_auth(token).json(&hook), &url).await?;
     }
 
     let plan = load::Plan::new(&bases, &tokens)?;
