@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate` and the `eshop` commands.
+//! The command line: `serve`, `migrate`, the `eshop` commands and `bench`.
 
 use crate::config::Config;
 use crate::db::{self, Backend};
@@ -39,6 +39,9 @@ pub enum Command {
         #[command(subcommand)]
         command: EshopCommand,
     },
+    /// Benchmark: start `jobline serve` on a fresh database, submit snapshot jobs over
+    /// HTTP, verify every signed webhook, print one JSON line of figures.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// E-shop commands.
@@ -64,7 +67,22 @@ pub enum EshopCommand {
 /// Runs the command line; answers the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The bench prints one JSON line; its own log is for trouble only.
+    let log = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(log)).init();
+    if let Command::Bench(args) = cli.command {
+        // The bench's servers read their configuration themselves.
+        return match crate::bench::main(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        };
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -76,6 +94,7 @@ pub fn main() -> i32 {
         Command::Serve => serve(config),
         Command::Migrate => open(&config).map(|_| println!("migrations are up to date")),
         Command::Eshop { command } => eshop(&config, command),
+        Command::Bench(_) => unreachable!("handled above"),
     };
     match outcome {
         Ok(()) => 0,

@@ -2,6 +2,7 @@
 //! batched claims with a short lease (so two nodes never deliver one notification at the
 //! same time), the record of every attempt, and redelivery.
 
+use super::prepared::{prepared, Param};
 use super::schema::{notification_attempts, notifications};
 use super::{signature_keys, webhooks, DbConnection};
 use crate::error::StoreResult;
@@ -9,6 +10,7 @@ use crate::model::Micros;
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
+use std::collections::hash_map::{Entry, HashMap};
 
 /// A notification as the API shows it.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -179,46 +181,41 @@ pub fn claim(
     claim_until: Micros,
     now: Micros,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
-    // ?1 node, ?2 claim end, ?3 now, ?4 limit; {lock} is PostgreSQL's row locking.
-    const CLAIM: &str = "\
-        UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
-        WHERE id IN ( \
-            SELECT id FROM notifications \
-            WHERE status = 'pending' AND next_attempt_at <= ?3 \
-                AND (claim_expires IS NULL OR claim_expires < ?3) \
-            ORDER BY next_attempt_at, id LIMIT ?4 {lock} \
-        ) AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
-        RETURNING id, eshop_id, event, payload, attempts, redelivery";
-    macro_rules! run {
-        ($c:expr, $sql:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Text, _>(node)
-                .bind::<BigInt, _>(claim_until)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(limit)
-                .load::<ClaimedRow>($c)
+    // ?1 node, ?2 claim end, ?3 now, ?4 limit; PostgreSQL also locks the rows it picks.
+    macro_rules! claim_sql {
+        ($lock:literal) => {
+            concat!(
+                "UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
+                 WHERE id IN ( \
+                    SELECT id FROM notifications \
+                    WHERE status = 'pending' AND next_attempt_at <= ?3 \
+                        AND (claim_expires IS NULL OR claim_expires < ?3) \
+                    ORDER BY next_attempt_at, id LIMIT ?4 ",
+                $lock,
+                ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
+                 RETURNING id, eshop_id, event, payload, attempts, redelivery"
+            )
         };
     }
-    let rows = match conn {
-        DbConnection::Sqlite(c) => run!(c, &CLAIM.replace("{lock}", ""))?,
-        DbConnection::Pg(c) => {
-            let sql = (1..=4)
-                .rev()
-                .fold(CLAIM.replace("{lock}", "FOR UPDATE SKIP LOCKED"), |s, i| {
-                    s.replace(&format!("?{i}"), &format!("${i}"))
-                });
-            run!(c, &sql)?
-        }
+    let params = [
+        Param::Text(node),
+        Param::BigInt(claim_until),
+        Param::BigInt(now),
+        Param::BigInt(limit),
+    ];
+    let rows: Vec<ClaimedRow> = match conn {
+        DbConnection::Sqlite(c) => prepared(claim_sql!(""), &params).load(c)?,
+        DbConnection::Pg(c) => prepared(claim_sql!("FOR UPDATE SKIP LOCKED"), &params).load(c)?,
     };
+    // One lookup of webhook and keys per e-shop and event of the batch, not one per row.
+    let mut targets: HashMap<(i64, String), Option<Target>> = HashMap::new();
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
-        let target = match webhooks::active_for(conn, row.eshop_id, &row.event)? {
-            Some(w) => Some(Target {
-                webhook_id: w.id,
-                url: w.url,
-                secrets: signature_keys::valid(conn, row.eshop_id, now)?,
-            }),
-            None => None,
+        let target = match targets.entry((row.eshop_id, row.event.clone())) {
+            Entry::Occupied(known) => known.get().clone(),
+            Entry::Vacant(new) => new
+                .insert(target_of(conn, row.eshop_id, &row.event, now)?)
+                .clone(),
         };
         claimed.push(ClaimedDelivery {
             id: row.id,
@@ -231,6 +228,23 @@ pub fn claim(
     }
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(claimed)
+}
+
+/// Where an e-shop's notifications of `event` go now, and the keys that sign them.
+fn target_of(
+    conn: &mut DbConnection,
+    eshop_id: i64,
+    event: &str,
+    now: Micros,
+) -> StoreResult<Option<Target>> {
+    Ok(match webhooks::active_for(conn, eshop_id, event)? {
+        Some(w) => Some(Target {
+            webhook_id: w.id,
+            url: w.url,
+            secrets: signature_keys::valid(conn, eshop_id, now)?,
+        }),
+        None => None,
+    })
 }
 
 /// What one attempt did and what comes next.
@@ -267,27 +281,27 @@ pub struct Attempt {
 /// Records an attempt and moves the notification on, only if `node` still holds the claim
 /// of that attempt; answers whether it did.
 pub fn record_attempt(conn: &mut DbConnection, a: &Attempt) -> StoreResult<bool> {
-    let n = diesel::update(
-        notifications::table
-            .filter(notifications::id.eq(&a.notification_id))
-            .filter(notifications::status.eq("pending"))
-            .filter(notifications::claimed_by.eq(&a.node))
-            .filter(notifications::attempts.eq(a.attempt - 1)),
+    let n = prepared(
+        "UPDATE notifications SET status = ?5, attempts = ?4, next_attempt_at = ?6, \
+            claimed_by = NULL, claim_expires = NULL, redelivery = FALSE, webhook_id = ?7, \
+            url = ?8, last_attempt_at = ?9, last_status_code = ?10, last_duration_ms = ?11, \
+            last_error = ?12 \
+         WHERE id = ?1 AND status = 'pending' AND claimed_by = ?2 AND attempts = ?3",
+        &[
+            Param::Text(&a.notification_id),
+            Param::Text(&a.node),
+            Param::Integer(a.attempt - 1),
+            Param::Integer(a.attempt),
+            Param::Text(a.status),
+            Param::NullableBigInt(a.next_attempt_at),
+            Param::NullableText(a.webhook_id.as_deref()),
+            Param::NullableText(a.url.as_deref()),
+            Param::BigInt(a.at),
+            Param::NullableInteger(a.status_code),
+            Param::BigInt(a.duration_ms),
+            Param::NullableText(a.error.as_deref()),
+        ],
     )
-    .set((
-        notifications::status.eq(a.status),
-        notifications::attempts.eq(a.attempt),
-        notifications::next_attempt_at.eq(a.next_attempt_at),
-        notifications::claimed_by.eq(None::<String>),
-        notifications::claim_expires.eq(None::<Micros>),
-        notifications::redelivery.eq(false),
-        notifications::webhook_id.eq(&a.webhook_id),
-        notifications::url.eq(&a.url),
-        notifications::last_attempt_at.eq(Some(a.at)),
-        notifications::last_status_code.eq(a.status_code),
-        notifications::last_duration_ms.eq(Some(a.duration_ms)),
-        notifications::last_error.eq(&a.error),
-    ))
     .execute(conn)?;
     if n == 0 {
         return Ok(false);

@@ -4,6 +4,7 @@
 //! [`JobStatus::can_become`] even when nodes race.
 
 use super::notifications;
+use super::prepared::{prepared, Param};
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
 use super::signals::{self, Signal};
 use super::DbConnection;
@@ -12,6 +13,7 @@ use crate::model::{time, JobStatus, Micros, Zone};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
+use std::sync::LazyLock;
 
 /// A job as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -155,10 +157,34 @@ pub fn insert(
             .execute(conn)
             .map_err(raced)?;
     }
-    diesel::insert_into(jobs::table)
-        .values(job)
-        .execute(conn)
-        .map_err(raced)?;
+    prepared(
+        "INSERT INTO jobs (id, eshop_id, endpoint, queue, status, params, creation_time, \
+            started_time, completion_time, attempt, lease_owner, lease_expires, result_secret, \
+            result_ext, result_content_type, result_size, valid_until, log) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        &[
+            Param::Text(&job.id),
+            Param::BigInt(job.eshop_id),
+            Param::Text(&job.endpoint),
+            Param::Text(&job.queue),
+            Param::Text(&job.status),
+            Param::Text(&job.params),
+            Param::BigInt(job.creation_time),
+            Param::NullableBigInt(job.started_time),
+            Param::NullableBigInt(job.completion_time),
+            Param::Integer(job.attempt),
+            Param::NullableText(job.lease_owner.as_deref()),
+            Param::NullableBigInt(job.lease_expires),
+            Param::Text(&job.result_secret),
+            Param::NullableText(job.result_ext.as_deref()),
+            Param::NullableText(job.result_content_type.as_deref()),
+            Param::NullableBigInt(job.result_size),
+            Param::NullableBigInt(job.valid_until),
+            Param::Text(&job.log),
+        ],
+    )
+    .execute(conn)
+    .map_err(raced)?;
     signals::send(conn, &Signal::Wake(job.queue.clone()))?;
     Ok((job.id.clone(), true))
 }
@@ -333,21 +359,12 @@ pub fn claim(
     now: Micros,
 ) -> StoreResult<Vec<ClaimedJob>> {
     // ?1 queue, ?2 max per e-shop, ?3 limit, ?4 node, ?5 lease end, ?6 now.
-    // SQLite (one node, in process): rank every pending job of the queue per e-shop.
-    const SQLITE_CANDIDATES: &str = "\
-        WITH running AS ( \
-            SELECT eshop_id, COUNT(*) AS n FROM jobs \
-            WHERE queue = ?1 AND status = 'running' GROUP BY eshop_id \
-        ), ranked AS ( \
-            SELECT id, eshop_id, creation_time, \
-                ROW_NUMBER() OVER (PARTITION BY eshop_id ORDER BY creation_time, id) AS rn \
-            FROM jobs WHERE queue = ?1 AND status = 'pending' \
-        ), ";
-    // PostgreSQL: walk the distinct e-shops with pending jobs through the claim index
-    // (a loose index scan) and take at most ?2 oldest jobs of each (LATERAL), so a claim
-    // costs O(e-shops × cap), not O(pending jobs); rows another transaction holds (a kill,
-    // a concurrent claim) are skipped, not waited for.
-    const PG_CANDIDATES: &str = "\
+    // Both backends walk the distinct e-shops with pending jobs through the claim index (a
+    // loose index scan) and take the oldest min(?2, ?3) pending jobs of each: no e-shop can
+    // get more than the cap, nor the batch more than the limit. A claim so costs
+    // O(e-shops × min(cap, limit)), not O(pending jobs): at 100 000 pending jobs of 8
+    // e-shops the SQLite statement takes 1.7 ms instead of 250 ms for a window over them all.
+    const SHOPS: &str = "\
         WITH RECURSIVE shops(eshop_id) AS ( \
             SELECT MIN(eshop_id) FROM jobs WHERE queue = ?1 AND status = 'pending' \
             UNION ALL \
@@ -357,13 +374,27 @@ pub fn claim(
         ), running AS ( \
             SELECT eshop_id, COUNT(*) AS n FROM jobs \
             WHERE queue = ?1 AND status = 'running' GROUP BY eshop_id \
-        ), ranked AS ( \
+        ), ";
+    // SQLite has no LATERAL: a correlated `IN (… LIMIT)` list per e-shop, looked up by key.
+    const SQLITE_CANDIDATES: &str = "\
+        ranked AS ( \
+            SELECT p.id, p.eshop_id, p.creation_time, \
+                ROW_NUMBER() OVER (PARTITION BY p.eshop_id ORDER BY p.creation_time, p.id) AS rn \
+            FROM shops s JOIN jobs p ON p.id IN ( \
+                SELECT q.id FROM jobs q \
+                WHERE q.queue = ?1 AND q.status = 'pending' AND q.eshop_id = s.eshop_id \
+                ORDER BY q.creation_time, q.id LIMIT MIN(?2, ?3)) \
+        ), ";
+    // PostgreSQL: LATERAL; rows another transaction holds (a kill, a concurrent claim) are
+    // skipped, not waited for.
+    const PG_CANDIDATES: &str = "\
+        ranked AS ( \
             SELECT c.id, c.eshop_id, c.creation_time, \
                 ROW_NUMBER() OVER (PARTITION BY c.eshop_id ORDER BY c.creation_time, c.id) AS rn \
             FROM shops s CROSS JOIN LATERAL ( \
                 SELECT p.id, p.eshop_id, p.creation_time FROM jobs p \
                 WHERE p.queue = ?1 AND p.status = 'pending' AND p.eshop_id = s.eshop_id \
-                ORDER BY p.creation_time, p.id LIMIT ?2 FOR UPDATE SKIP LOCKED) c \
+                ORDER BY p.creation_time, p.id LIMIT LEAST(?2, ?3) FOR UPDATE SKIP LOCKED) c \
         ), ";
     const PICK_AND_CLAIM: &str = "\
         picked AS ( \
@@ -375,31 +406,29 @@ pub fn claim(
             lease_expires = ?5, started_time = ?6 \
         WHERE id IN (SELECT id FROM picked) AND status = 'pending' \
         RETURNING id, eshop_id, endpoint, params, attempt";
-    macro_rules! run {
-        ($c:expr, $sql:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Text, _>(queue)
-                .bind::<BigInt, _>(max_per_eshop)
-                .bind::<BigInt, _>(limit)
-                .bind::<Text, _>(node)
-                .bind::<BigInt, _>(lease_until)
-                .bind::<BigInt, _>(now)
-                .load::<ClaimedJob>($c)
-        };
-    }
-    let mut claimed = match conn {
-        DbConnection::Sqlite(c) => run!(c, &format!("{SQLITE_CANDIDATES}{PICK_AND_CLAIM}"))?,
+    static SQLITE_CLAIM: LazyLock<String> =
+        LazyLock::new(|| format!("{SHOPS}{SQLITE_CANDIDATES}{PICK_AND_CLAIM}"));
+    static PG_CLAIM: LazyLock<String> =
+        LazyLock::new(|| format!("{SHOPS}{PG_CANDIDATES}{PICK_AND_CLAIM}"));
+    let params = [
+        Param::Text(queue),
+        Param::BigInt(max_per_eshop),
+        Param::BigInt(limit),
+        Param::Text(node),
+        Param::BigInt(lease_until),
+        Param::BigInt(now),
+    ];
+    let mut claimed: Vec<ClaimedJob> = match conn {
+        DbConnection::Sqlite(c) => prepared(&SQLITE_CLAIM, &params).load(c)?,
         DbConnection::Pg(c) => {
             // Claims of one queue are serialised across nodes for the length of this
             // transaction, so the per-e-shop cap holds cluster-wide.
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || $1))")
-                .bind::<Text, _>(queue)
-                .execute(c)?;
-            let sql = format!("{PG_CANDIDATES}{PICK_AND_CLAIM}");
-            let pg_sql = (1..=6)
-                .rev()
-                .fold(sql, |s, i| s.replace(&format!("?{i}"), &format!("${i}")));
-            run!(c, &pg_sql)?
+            prepared(
+                "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1))",
+                &params[..1],
+            )
+            .execute(c)?;
+            prepared(&PG_CLAIM, &params).load(c)?
         }
     };
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
@@ -427,6 +456,13 @@ pub fn renew_leases(
     Ok(held.select((jobs::id, jobs::attempt)).load(conn)?)
 }
 
+/// The owner of a job a statement changed.
+#[derive(QueryableByName)]
+struct EshopOf {
+    #[diesel(sql_type = BigInt)]
+    eshop_id: i64,
+}
+
 /// Ends a running attempt. Fenced: only the attempt that holds the job, and only from
 /// `running`; answers whether it took effect. The `job:finished` notification is written
 /// in the same transaction.
@@ -441,34 +477,44 @@ pub fn finish(
 ) -> StoreResult<bool> {
     let now = time::now();
     let (from, to) = transition(JobStatus::Running, outcome.status());
-    let target = jobs::table
-        .filter(jobs::id.eq(id))
-        .filter(jobs::attempt.eq(attempt))
-        .filter(jobs::status.eq(from));
-    let common = (
-        jobs::completion_time.eq(Some(now)),
-        jobs::lease_owner.eq(None::<String>),
-        jobs::lease_expires.eq(None::<Micros>),
-        jobs::log.eq(jobs::log.concat(log.to_string())),
-    );
-    let n = match outcome {
-        Outcome::Completed(meta) => diesel::update(target)
-            .set((
-                jobs::status.eq(to),
-                jobs::result_ext.eq(Some(&meta.ext)),
-                jobs::result_content_type.eq(Some(&meta.content_type)),
-                jobs::result_size.eq(Some(meta.size)),
-                jobs::valid_until.eq(Some(now + result_ttl)),
-                common,
-            ))
-            .execute(conn)?,
-        Outcome::Failed | Outcome::Killed => diesel::update(target)
-            .set((jobs::status.eq(to), common))
-            .execute(conn)?,
+    // ?1 id, ?2 attempt, ?3 from, ?4 to, ?5 now, ?6 log; a result adds ?7 to ?10.
+    let ended = [
+        Param::Text(id),
+        Param::Integer(attempt),
+        Param::Text(from),
+        Param::Text(to),
+        Param::BigInt(now),
+        Param::Text(log),
+    ];
+    let ended: Vec<EshopOf> = match outcome {
+        Outcome::Completed(meta) => prepared(
+            "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
+                lease_expires = NULL, log = log || ?6, result_ext = ?7, \
+                result_content_type = ?8, result_size = ?9, valid_until = ?10 \
+             WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
+            &[
+                &ended[..],
+                &[
+                    Param::Text(&meta.ext),
+                    Param::Text(&meta.content_type),
+                    Param::BigInt(meta.size),
+                    Param::BigInt(now + result_ttl),
+                ],
+            ]
+            .concat(),
+        )
+        .load(conn)?,
+        Outcome::Failed | Outcome::Killed => prepared(
+            "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
+                lease_expires = NULL, log = log || ?6 \
+             WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
+            &ended,
+        )
+        .load(conn)?,
     };
-    if n == 0 {
+    let Some(EshopOf { eshop_id }) = ended.into_iter().next() else {
         return Ok(false);
-    }
+    };
     match outcome {
         Outcome::Completed(ResultMeta {
             tail: Some((seq, data)),
@@ -482,7 +528,6 @@ pub fn finish(
         Outcome::Completed(_) => {}
         _ => super::results::delete(conn, id)?,
     }
-    let eshop_id: i64 = jobs::table.find(id).select(jobs::eshop_id).first(conn)?;
     notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
     signals::send(conn, &Signal::Ended(id.to_string()))?;
     Ok(true)

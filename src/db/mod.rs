@@ -9,6 +9,7 @@ pub mod eshops;
 pub mod images;
 pub mod jobs;
 pub mod notifications;
+mod prepared;
 pub mod products;
 pub mod results;
 pub mod schema;

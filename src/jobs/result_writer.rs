@@ -27,7 +27,8 @@ impl ResultWriter {
             attempt,
             ext: ext.into(),
             content_type: content_type.into(),
-            buffer: Vec::with_capacity(CHUNK_SIZE),
+            // Grows with the result up to a chunk: most results are far smaller.
+            buffer: Vec::new(),
             next_seq: 0,
             size: 0,
         }
@@ -48,7 +49,7 @@ impl ResultWriter {
     }
 
     async fn flush(&mut self) -> StoreResult<()> {
-        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_SIZE));
+        let data = std::mem::take(&mut self.buffer);
         self.size += data.len() as i64;
         self.store
             .write(AppendResultChunk {

@@ -33,7 +33,7 @@ impl JobKind for SnapshotJob {
             let filter: ProductFilter = serde_json::from_str(&ctx.job.params)
                 .map_err(|e| format!("invalid job parameters: {e}"))?;
             let mut out = ctx.result_writer("jsonl.gz", "application/gzip");
-            let mut gz = GzEncoder::new(Vec::with_capacity(64 * 1024), Compression::fast());
+            let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
             let mut after = None;
             let mut count = 0usize;
             loop {

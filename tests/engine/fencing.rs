@@ -115,8 +115,96 @@ async fn claims_are_fair_between_eshops(backend: Backend) {
     assert!(more.is_empty(), "{more:?}");
 }
 
+/// A pending snapshot job of `eshop_id` created at `created`.
+fn pending_job(eshop_id: i64, created: i64) -> jobs::Job {
+    jobs::Job {
+        id: jobline::model::ids::new_job_id(),
+        eshop_id,
+        endpoint: "/api/products/snapshot".into(),
+        queue: "snapshots".into(),
+        status: "pending".into(),
+        params: "{}".into(),
+        creation_time: created,
+        started_time: None,
+        completion_time: None,
+        attempt: 0,
+        lease_owner: None,
+        lease_expires: None,
+        result_secret: jobline::model::ids::new_result_secret(),
+        result_ext: None,
+        result_content_type: None,
+        result_size: None,
+        valid_until: None,
+        log: String::new(),
+    }
+}
+
+async fn claims_stay_fair_over_many_eshops_and_a_long_backlog(backend: Backend) {
+    let t = TestApp::spawn_with(backend, no_workers).await;
+    let mut conn = t.db.connect();
+    // 40 e-shops with 100 pending jobs each, created in turns: the k-th job of e-shop e
+    // at k * 40 + e, so the oldest 40 jobs are one of each e-shop.
+    const ESHOPS: i64 = 40;
+    let start = time::now() - 3600 * S;
+    use diesel::Connection;
+    conn.transaction(|c| {
+        for k in 0..100 {
+            for e in 1..=ESHOPS {
+                let job = pending_job(e, start + k * ESHOPS + e);
+                jobs::insert(c, &job, None, S).unwrap();
+            }
+        }
+        Ok::<_, diesel::result::Error>(())
+    })
+    .unwrap();
+    let now = time::now();
+    let claim = |conn: &mut jobline::db::DbConnection, limit, cap| {
+        jobs::claim(conn, "snapshots", "n", limit, cap, now + 30 * S, now).unwrap()
+    };
+    // Oldest first: the first job of e-shops 1 to 30.
+    let first = claim(&mut conn, 30, 2);
+    let mut shops: Vec<i64> = first.iter().map(|j| j.eshop_id).collect();
+    shops.sort();
+    assert_eq!(shops, (1..=30).collect::<Vec<_>>());
+    // Up to the cap of 2 running per e-shop: one more for e-shops 1 to 30, two for the rest.
+    let second = claim(&mut conn, 100, 2);
+    assert_eq!(second.len(), 30 + 2 * 10, "{second:?}");
+    let mut per_shop = std::collections::HashMap::new();
+    for j in first.iter().chain(&second) {
+        *per_shop.entry(j.eshop_id).or_insert(0) += 1;
+    }
+    assert!(per_shop.values().all(|n| *n == 2), "{per_shop:?}");
+    assert_eq!(per_shop.len(), ESHOPS as usize);
+    // Every e-shop at its cap: nothing, however long the backlog.
+    assert!(claim(&mut conn, 100, 2).is_empty());
+    // A cap that does not limit: the limit does, oldest first across e-shops (the third
+    // job of e-shops 1 to 5).
+    let third = claim(&mut conn, 5, 100_000);
+    let mut shops: Vec<i64> = third.iter().map(|j| j.eshop_id).collect();
+    shops.sort();
+    assert_eq!(shops, vec![1, 2, 3, 4, 5], "{third:?}");
+    use diesel::prelude::*;
+    use jobline::db::schema::jobs::dsl;
+    let running: i64 = dsl::jobs
+        .filter(dsl::status.eq("running"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(running, 2 * ESHOPS + 5);
+    // Each claimed job was the oldest pending job of its e-shop when claimed.
+    for j in &third {
+        let created: i64 = dsl::jobs
+            .find(&j.id)
+            .select(dsl::creation_time)
+            .first(&mut conn)
+            .unwrap();
+        assert_eq!(created, start + 2 * ESHOPS + j.eshop_id);
+    }
+}
+
 crate::on_both_backends!(
     stale_attempt_cannot_complete,
     attempts_run_out,
-    claims_are_fair_between_eshops
+    claims_are_fair_between_eshops,
+    claims_stay_fair_over_many_eshops_and_a_long_backlog
 );

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod bench;
 mod fencing;
 mod http;
 mod images;

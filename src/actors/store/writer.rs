@@ -11,7 +11,7 @@
 //! every sender `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
 
 use super::link::Link;
-use crate::db::{Backend, DbConnection};
+use crate::db::{signals, Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::{FailurePoint, FailurePoints};
 use actix::prelude::*;
@@ -72,12 +72,17 @@ impl<M: WriteOp> Pending for Queued<M> {
                 Err(StoreError::Database(format!("write op {op} panicked")))
             })
         };
+        let signals = signals::held_mark();
         let outcome = if savepoint {
             conn.transaction(guarded)
         } else {
             guarded(conn)
         };
         let ok = outcome.is_ok();
+        if !ok {
+            // Rolled back: what it would have signalled did not happen.
+            signals::forget_since(signals);
+        }
         self.outcome = Some(outcome);
         ok
     }
@@ -183,12 +188,15 @@ fn commit_batch(
     let alone = batch.len() == 1;
     let mut failed_alone = false;
     conn.transaction(|c| {
+        signals::hold();
         for pending in batch.iter_mut() {
             if !pending.run(c, !alone, faults) && alone {
                 failed_alone = true;
                 return Err(diesel::result::Error::RollbackTransaction);
             }
         }
+        // What the batch changed is announced to other nodes once, when it commits.
+        signals::flush(c)?;
         Ok::<_, diesel::result::Error>(())
     })
     .map_err(|e| {

@@ -65,6 +65,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let backend = Backend::Sqlite(dir.path().join("w.db").display().to_string());
         let mut conn = backend.establish().unwrap();
+        crate::db::migrate(&mut conn).unwrap();
         conn.batch_execute("CREATE TABLE t (n BIGINT NOT NULL)")
             .unwrap();
         let faults = Arc::new(FailurePoints::default());
@@ -82,12 +83,21 @@ impl Harness {
 
     /// Runs `ops` as one batch, arming `fault` just before, and answers what each got.
     fn batch(&self, ops: Vec<MakeOp>, fault: Option<FailurePoint>) -> Vec<StoreResult<()>> {
+        let (queued, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(|make| make()).unzip();
+        self.gated(queued, fault);
+        answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect()
+    }
+
+    /// Queues `queued` while the loop is held, so that they form one batch.
+    fn gated(&self, queued: Vec<Box<dyn Pending>>, fault: Option<FailurePoint>) {
         let (reached, at_gate) = mpsc::channel();
         let (open, release) = mpsc::channel();
-        let (gate, gate_answer) = op(Gate { reached, release })();
+        let (gate, gate_answer) = queue(Gate { reached, release });
         self.tx.send(gate).unwrap();
         at_gate.recv().unwrap();
-        let (queued, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(|make| make()).unzip();
         for pending in queued {
             self.tx.send(pending).unwrap();
         }
@@ -96,10 +106,6 @@ impl Harness {
         }
         open.send(()).unwrap();
         assert_eq!(gate_answer.blocking_recv().unwrap(), Ok(()));
-        answers
-            .into_iter()
-            .map(|a| a.blocking_recv().unwrap())
-            .collect()
     }
 
     fn rows(&self) -> Vec<i64> {
@@ -117,15 +123,144 @@ impl Harness {
 type MakeOp = Box<dyn FnOnce() -> (Box<dyn Pending>, Answer)>;
 
 fn op<M: WriteOp<Output = ()>>(op: M) -> MakeOp {
-    Box::new(move || {
-        let (reply, answer) = oneshot::channel();
-        let queued: Box<dyn Pending> = Box::new(Queued {
-            op: Some(op),
-            outcome: None,
-            reply,
-        });
-        (queued, answer)
-    })
+    Box::new(move || queue(op))
+}
+
+/// An op as the writer queues it, and where its answer comes.
+fn queue<M: WriteOp>(op: M) -> (Box<dyn Pending>, oneshot::Receiver<StoreResult<M::Output>>) {
+    let (reply, answer) = oneshot::channel();
+    let queued: Box<dyn Pending> = Box::new(Queued {
+        op: Some(op),
+        outcome: None,
+        reply,
+    });
+    (queued, answer)
+}
+
+/// Inserts a number, then fails on its own (as a unique violation would).
+struct InsertThenFail(i64);
+
+impl WriteOp for InsertThenFail {
+    type Output = ();
+    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+        conn.batch_execute(&format!("INSERT INTO t VALUES ({})", self.0))?;
+        Err(StoreError::Conflict("test-conflict"))
+    }
+}
+
+#[test]
+fn a_failing_op_answers_its_own_error_and_does_not_poison_its_batch() {
+    let h = Harness::new();
+    let answers = h.batch(
+        vec![op(Insert(1)), op(InsertThenFail(5)), op(Insert(2))],
+        None,
+    );
+    assert_eq!(
+        answers,
+        [Ok(()), Err(StoreError::Conflict("test-conflict")), Ok(())]
+    );
+    // Its own change is rolled back with it; the others' are committed.
+    assert_eq!(h.rows(), [1, 2]);
+}
+
+/// A pending snapshot job of e-shop 1.
+fn pending_job() -> crate::db::jobs::Job {
+    crate::db::jobs::Job {
+        id: crate::model::ids::new_job_id(),
+        eshop_id: 1,
+        endpoint: "/api/products/snapshot".into(),
+        queue: "snapshots".into(),
+        status: "pending".into(),
+        params: "{}".into(),
+        creation_time: crate::model::time::now(),
+        started_time: None,
+        completion_time: None,
+        attempt: 0,
+        lease_owner: None,
+        lease_expires: None,
+        result_secret: crate::model::ids::new_result_secret(),
+        result_ext: None,
+        result_content_type: None,
+        result_size: None,
+        valid_until: None,
+        log: String::new(),
+    }
+}
+
+#[test]
+fn one_batch_mixes_submits_completions_and_kills() {
+    use super::super::{FinishJob, KillJob, SubmitJob};
+    use crate::db::jobs::{self, Outcome};
+    use crate::model::{time, Zone};
+    let h = Harness::new();
+    let mut conn = h.backend.establish().unwrap();
+    let (to_kill, to_finish) = (pending_job(), pending_job());
+    for job in [&to_kill, &to_finish] {
+        jobs::insert(&mut conn, job, None, time::SECOND).unwrap();
+    }
+    let now = time::now();
+    // Claims the oldest: `to_kill` was inserted first, so claim both and hand one back.
+    let claimed = jobs::claim(
+        &mut conn,
+        "snapshots",
+        "n",
+        2,
+        10,
+        now + time::SECOND * 30,
+        now,
+    );
+    assert_eq!(claimed.unwrap().len(), 2);
+    assert!(jobs::release(&mut conn, &to_kill.id, 1, "").unwrap());
+
+    let (new_job, other_new) = (pending_job(), pending_job());
+    let zone = Zone::utc();
+    let kill = |id: &str| KillJob {
+        eshop_id: 1,
+        id: id.to_string(),
+        zone,
+        cutoff: 0,
+    };
+    let finish = |attempt| FinishJob {
+        id: to_finish.id.clone(),
+        attempt,
+        outcome: Outcome::Failed,
+        log: "failed: test\n".into(),
+        zone,
+        result_ttl: time::SECOND,
+        claim_next: None,
+    };
+    let submit = |job: &jobs::Job| SubmitJob {
+        job: job.clone(),
+        idempotency_key: None,
+    };
+    let (q1, submitted) = queue(submit(&new_job));
+    let (q2, killed) = queue(kill(&to_kill.id));
+    let (q3, finished) = queue(finish(1));
+    let (q4, stale) = queue(finish(1));
+    let (q5, unknown) = queue(kill("nosuch1"));
+    let (q6, submitted_too) = queue(submit(&other_new));
+    h.gated(vec![q1, q2, q3, q4, q5, q6], None);
+
+    assert!(submitted.blocking_recv().unwrap().unwrap().created);
+    assert_eq!(killed.blocking_recv().unwrap().unwrap().status, "killed");
+    assert!(finished.blocking_recv().unwrap().unwrap().recorded);
+    // The same attempt's second end, later in the same batch, is refused by the fence.
+    assert!(!stale.blocking_recv().unwrap().unwrap().recorded);
+    assert_eq!(
+        unknown.blocking_recv().unwrap().unwrap_err(),
+        StoreError::NotFound
+    );
+    assert!(submitted_too.blocking_recv().unwrap().unwrap().created);
+
+    let status = |conn: &mut DbConnection, id: &str| jobs::get(conn, 1, id, 0).unwrap().status;
+    assert_eq!(status(&mut conn, &new_job.id), "pending");
+    assert_eq!(status(&mut conn, &other_new.id), "pending");
+    assert_eq!(status(&mut conn, &to_kill.id), "killed");
+    assert_eq!(status(&mut conn, &to_finish.id), "failed");
+    for id in [&to_kill.id, &to_finish.id] {
+        let n = crate::db::notifications::count_for_instance(&mut conn, id).unwrap();
+        assert_eq!(n, 1, "one job:finished for {id}");
+    }
 }
 
 #[test]

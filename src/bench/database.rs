@@ -1,0 +1,120 @@
+//! The fresh database a benchmark runs on: a SQLite file in a new temporary directory, or a
+//! new database on the given PostgreSQL server, dropped again afterwards. Also the final
+//! check of what the servers committed.
+
+use crate::db::schema::{jobs, notifications};
+use crate::db::{Backend, DbConnection};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use std::path::PathBuf;
+
+/// A database created for one benchmark run; removed when dropped.
+pub(crate) struct BenchDatabase {
+    /// The `database_url` the servers get.
+    pub(crate) url: String,
+    /// `sqlite` or `postgres`.
+    pub(crate) backend: &'static str,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Directory(PathBuf),
+    PgDatabase { admin_url: String, name: String },
+}
+
+/// How the servers left the jobs and notifications.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outcome {
+    /// Jobs stored, of any status.
+    pub(crate) jobs: i64,
+    /// Jobs `completed`.
+    pub(crate) completed: i64,
+    /// Notifications not yet `success`.
+    pub(crate) unsettled_notifications: i64,
+    /// Notifications that needed more than one attempt.
+    pub(crate) retried_notifications: i64,
+}
+
+impl BenchDatabase {
+    /// A new SQLite file (`server` None) or a new database on the PostgreSQL `server`.
+    pub(crate) fn create(server: Option<&str>) -> Result<BenchDatabase, String> {
+        let suffix = crate::model::ids::new_job_id();
+        match server {
+            None => {
+                let dir = std::env::temp_dir()
+                    .join(format!("jobline-bench-{}-{suffix}", std::process::id()));
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                Ok(BenchDatabase {
+                    url: format!("sqlite://{}/bench.db", dir.display()),
+                    backend: "sqlite",
+                    cleanup: Cleanup::Directory(dir),
+                })
+            }
+            Some(server) => {
+                let mut url =
+                    url::Url::parse(server).map_err(|e| format!("--database-url {server}: {e}"))?;
+                if !matches!(url.scheme(), "postgres" | "postgresql") {
+                    return Err("--database-url must be a postgres:// URL".into());
+                }
+                let name = format!("jobline_bench_{suffix}");
+                url.set_path("/postgres");
+                let admin_url = url.to_string();
+                admin(&admin_url, &format!("CREATE DATABASE {name}"))?;
+                url.set_path(&format!("/{name}"));
+                Ok(BenchDatabase {
+                    url: url.to_string(),
+                    backend: "postgres",
+                    cleanup: Cleanup::PgDatabase { admin_url, name },
+                })
+            }
+        }
+    }
+
+    /// Counts what the servers committed.
+    pub(crate) fn outcome(&self) -> Result<Outcome, String> {
+        let mut conn: DbConnection = Backend::from_url(&self.url)?.establish()?;
+        let query = |conn: &mut DbConnection| -> QueryResult<Outcome> {
+            Ok(Outcome {
+                jobs: jobs::table.count().get_result(conn)?,
+                completed: jobs::table
+                    .filter(jobs::status.eq("completed"))
+                    .count()
+                    .get_result(conn)?,
+                unsettled_notifications: notifications::table
+                    .filter(notifications::status.ne("success"))
+                    .count()
+                    .get_result(conn)?,
+                retried_notifications: notifications::table
+                    .filter(notifications::attempts.gt(1))
+                    .count()
+                    .get_result(conn)?,
+            })
+        };
+        query(&mut conn).map_err(|e| format!("reading the outcome failed: {e}"))
+    }
+}
+
+fn admin(admin_url: &str, sql: &str) -> Result<(), String> {
+    let mut conn = diesel::PgConnection::establish(admin_url)
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    conn.batch_execute(sql).map_err(|e| format!("{sql}: {e}"))
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Directory(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::PgDatabase { admin_url, name } => {
+                if let Err(e) = admin(
+                    admin_url,
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ) {
+                    eprintln!("could not drop the benchmark database {name}: {e}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The load generator: `GET /api/products/snapshot` over keep-alive connections, either as
+//! fast as `concurrency` requests in flight allow (closed loop) or at a fixed offered rate
+//! (open loop). Requests go round the e-shops, then round the nodes.
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, LOCATION};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Where request number `i` goes.
+pub(crate) struct Plan {
+    /// The snapshot URL of each node.
+    urls: Vec<String>,
+    /// `Bearer <token>` of each e-shop.
+    auth: Vec<HeaderValue>,
+}
+
+impl Plan {
+    /// A plan over the nodes' base URLs and the e-shops' tokens.
+    pub(crate) fn new(bases: &[String], tokens: &[String]) -> Result<Plan, String> {
+        let auth = tokens
+            .iter()
+            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(Plan {
+            urls: bases
+                .iter()
+                .map(|b| format!("{b}/api/products/snapshot"))
+                .collect(),
+            auth,
+        })
+    }
+
+    fn target(&self, i: usize) -> (&str, &HeaderValue) {
+        let eshops = self.auth.len();
+        (
+            &self.urls[(i / eshops) % self.urls.len()],
+            &self.auth[i % eshops],
+        )
+    }
+}
+
+/// What the submits got.
+pub(crate) struct Submitted {
+    /// Job id and when its request was sent, for every 202.
+    pub(crate) accepted: Vec<(String, Instant)>,
+    /// Requests not answered 202.
+    pub(crate) rejected: usize,
+    /// When the first request was sent.
+    pub(crate) first: Instant,
+    /// When the last answer came.
+    pub(crate) last: Instant,
+}
+
+/// Sends one submit; answers the job id of a 202.
+async fn submit(client: &reqwest::Client, url: &str, auth: &HeaderValue) -> Option<String> {
+    let res = match client
+        .get(url)
+        .header(AUTHORIZATION, auth.clone())
+        .send()
+        .await
+    {
+        Ok(res) => res,
+        Err(e) => {
+            eprintln!("submit failed: {e}");
+            return None;
+        }
+    };
+    let status = res.status().as_u16();
+    let id = res
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.rsplit('/').next())
+        .map(str::to_string);
+    // Read the body to the end so the connection is kept for the next request.
+    let body = res.bytes().await.unwrap_or_default();
+    match (status, id) {
+        (202, Some(id)) => Some(id),
+        _ => {
+            eprintln!(
+                "submit answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            None
+        }
+    }
+}
+
+/// `jobs` submits with `concurrency` requests in flight.
+pub(crate) async fn closed_loop(
+    client: &reqwest::Client,
+    plan: &Plan,
+    jobs: usize,
+    concurrency: usize,
+) -> Submitted {
+    let next = Cell::new(0usize);
+    let first = Instant::now();
+    let lanes = (0..concurrency.max(1)).map(|_| async {
+        let mut accepted = Vec::with_capacity(jobs / concurrency.max(1) + 1);
+        let mut rejected = 0;
+        let mut last = first;
+        loop {
+            let i = next.get();
+            if i >= jobs {
+                break;
+            }
+            next.set(i + 1);
+            let (url, auth) = plan.target(i);
+            let sent = Instant::now();
+            match submit(client, url, auth).await {
+                Some(id) => accepted.push((id, sent)),
+                None => rejected += 1,
+            }
+            last = Instant::now();
+        }
+        (accepted, rejected, last)
+    });
+    let mut out = Submitted {
+        accepted: Vec::with_capacity(jobs),
+        rejected: 0,
+        first,
+        last: first,
+    };
+    for (accepted, rejected, last) in futures_util::future::join_all(lanes).await {
+        out.accepted.extend(accepted);
+        out.rejected += rejected;
+        out.last = out.last.max(last);
+    }
+    out
+}
+
+/// `jobs` submits offered at `rate` per second, whatever the answers' latency.
+pub(crate) async fn open_loop(
+    client: &reqwest::Client,
+    plan: Rc<Plan>,
+    jobs: usize,
+    rate: f64,
+) -> Submitted {
+    let first = Instant::now();
+    let mut running = Vec::with_capacity(jobs);
+    for i in 0..jobs {
+        let due = first + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, plan) = (client.clone(), plan.clone());
+        running.push(actix_web::rt::spawn(async move {
+            let (url, auth) = plan.target(i);
+            let sent = Instant::now();
+            let id = submit(&client, url, auth).await;
+            (id.map(|id| (id, sent)), Instant::now())
+        }));
+    }
+    let mut out = Submitted {
+        accepted: Vec::with_capacity(jobs),
+        rejected: 0,
+        first,
+        last: first,
+    };
+    for task in running {
+        match task.await {
+            Ok((Some(done), at)) => {
+                out.accepted.push(done);
+                out.last = out.last.max(at);
+            }
+            _ => out.rejected += 1,
+        }
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! SQL that is prepared once per connection and reused. diesel's statement cache skips
+//! every `sql_query` and every `UPDATE` (a changeset may leave out `None` fields), and an
+//! `INSERT` of a struct with `Option` fields; on the hot path (submit, claim, finish,
+//! webhook claims and attempts) those were parsed and planned again on every call. A
+//! [`Prepared`] statement is cached by its text: its SQL is fixed and its parameters are
+//! bound values.
+
+use diesel::backend::Backend;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text, Untyped};
+use diesel::{QueryResult, RunQueryDsl};
+
+/// One parameter value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a> {
+    /// `TEXT`.
+    Text(&'a str),
+    /// `BIGINT`.
+    BigInt(i64),
+    /// `INTEGER`.
+    Integer(i32),
+    /// `TEXT` or `NULL`.
+    NullableText(Option<&'a str>),
+    /// `BIGINT` or `NULL`.
+    NullableBigInt(Option<i64>),
+    /// `INTEGER` or `NULL`.
+    NullableInteger(Option<i32>),
+}
+
+/// A statement of fixed text whose parameters are written `?1`, `?2`, … (each may appear
+/// several times); they become `$n` on PostgreSQL and `?` on SQLite.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared<'a> {
+    sql: &'static str,
+    params: Vec<Param<'a>>,
+}
+
+/// A statement of fixed text `sql` with `params` (`?1` is the first).
+pub(crate) fn prepared<'a>(sql: &'static str, params: &[Param<'a>]) -> Prepared<'a> {
+    Prepared {
+        sql,
+        params: params.to_vec(),
+    }
+}
+
+impl<'a, DB> QueryFragment<DB> for Prepared<'a>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt> + HasSqlType<Integer>,
+    str: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+    i32: ToSql<Integer, DB>,
+    Option<&'a str>: ToSql<Nullable<Text>, DB>,
+    Option<i64>: ToSql<Nullable<BigInt>, DB>,
+    Option<i32>: ToSql<Nullable<Integer>, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let mut rest = self.sql;
+        while let Some(at) = rest.find('?') {
+            let digits = rest[at + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            let index = rest[at + 1..at + 1 + digits]
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1));
+            let Some(index) = index else {
+                out.push_sql(&rest[..=at]);
+                rest = &rest[at + 1..];
+                continue;
+            };
+            out.push_sql(&rest[..at]);
+            match self.params.get(index) {
+                Some(Param::Text(v)) => out.push_bind_param::<Text, str>(v)?,
+                Some(Param::BigInt(v)) => out.push_bind_param::<BigInt, i64>(v)?,
+                Some(Param::Integer(v)) => out.push_bind_param::<Integer, i32>(v)?,
+                Some(Param::NullableText(v)) => {
+                    out.push_bind_param::<Nullable<Text>, Option<&'a str>>(v)?
+                }
+                Some(Param::NullableBigInt(v)) => {
+                    out.push_bind_param::<Nullable<BigInt>, Option<i64>>(v)?
+                }
+                Some(Param::NullableInteger(v)) => {
+                    out.push_bind_param::<Nullable<Integer>, Option<i32>>(v)?
+                }
+                None => {
+                    return Err(diesel::result::Error::QueryBuilderError(
+                        format!("statement parameter ?{} is not given", index + 1).into(),
+                    ))
+                }
+            }
+            rest = &rest[at + 1 + digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
+
+impl QueryId for Prepared<'_> {
+    // No static id: the cache keys it by its SQL text (and the parameter types).
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Prepared<'_> {
+    type SqlType = Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for Prepared<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::{prepared, Param};
+    use diesel::pg::Pg;
+    use diesel::sqlite::Sqlite;
+
+    #[test]
+    fn numbered_parameters_become_each_backends_placeholders() {
+        let q = prepared(
+            "SELECT ?1, ?2 WHERE x = ?1 AND y <> '?' AND z = ?10",
+            &[
+                Param::Text("a"),
+                Param::BigInt(7),
+                Param::Integer(0),
+                Param::Integer(0),
+                Param::Integer(0),
+                Param::Integer(0),
+                Param::Integer(0),
+                Param::Integer(0),
+                Param::Integer(0),
+                Param::NullableText(None),
+            ],
+        );
+        let pg = diesel::debug_query::<Pg, _>(&q).to_string();
+        assert!(
+            pg.starts_with("SELECT $1, $2 WHERE x = $3 AND y <> '?' AND z = $4"),
+            "{pg}"
+        );
+        assert!(pg.contains(r#"binds: ["a", 7, "a", None]"#), "{pg}");
+        let sqlite = diesel::debug_query::<Sqlite, _>(&q).to_string();
+        assert!(
+            sqlite.starts_with("SELECT ?, ? WHERE x = ? AND y <> '?' AND z = ?"),
+            "{sqlite}"
+        );
+    }
+}

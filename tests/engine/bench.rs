@@ -1,0 +1,100 @@
+//! `jobline bench` end to end, small: it starts its own servers on a fresh database,
+//! verifies every signed webhook and prints one JSON line with no errors.
+
+use crate::common::node::BIN;
+use crate::common::{pg_server_url, Backend};
+use serde_json::Value;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .env_remove("JOBLINE_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "jobline bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("one JSON line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+fn assert_figures(report: &Value, jobs: u64) {
+    assert_eq!(report["jobs"], jobs, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    for rate in ["submit_rate", "e2e_rate"] {
+        assert!(report[rate].as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert!(report["submit_rate"].as_f64() >= report["e2e_rate"].as_f64());
+    let latency = &report["latency_ms"];
+    let (p50, p95, p99) = (
+        latency["p50"].as_f64().unwrap(),
+        latency["p95"].as_f64().unwrap(),
+        latency["p99"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p95 && p95 <= p99, "{report}");
+    let rss = report["server_peak_rss_mb"].as_f64().unwrap();
+    assert!(rss > 1.0 && rss < 1024.0, "{report}");
+    assert!(report["server_cpu_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["bench_cpu_s"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+async fn bench_reports_every_job_without_errors(backend: Backend) {
+    let report = match backend {
+        Backend::Sqlite => bench(&["--jobs", "200", "--concurrency", "8"]),
+        Backend::Postgres => bench(&[
+            "--jobs",
+            "200",
+            "--concurrency",
+            "8",
+            "--nodes",
+            "2",
+            "--database-url",
+            &pg_server_url(),
+            "--set",
+            "queues.snapshots.workers=4",
+        ]),
+    };
+    assert_figures(&report, 200);
+    let (name, nodes) = match backend {
+        Backend::Sqlite => ("sqlite", 1),
+        Backend::Postgres => ("postgres", 2),
+    };
+    assert_eq!(report["backend"], name);
+    assert_eq!(report["nodes"], nodes);
+    assert_eq!(report["concurrency"], 8);
+}
+
+async fn bench_offers_a_fixed_rate(backend: Backend) {
+    let server = pg_server_url();
+    let mut args = vec!["--jobs", "100", "--rate", "200"];
+    if backend == Backend::Postgres {
+        args.extend(["--database-url", &server]);
+    }
+    let report = bench(&args);
+    assert_figures(&report, 100);
+    assert_eq!(report["offered_rate"], 200.0);
+    assert!(report["concurrency"].is_null());
+    // 100 submits offered at 200/s take about half a second, not less.
+    assert!(report["wall_s"].as_f64().unwrap() >= 0.45, "{report}");
+}
+
+#[test]
+fn bench_refuses_several_nodes_on_sqlite() {
+    let out = Command::new(BIN)
+        .args(["bench", "--nodes", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--database-url"));
+}
+
+crate::on_both_backends!(
+    bench_reports_every_job_without_errors,
+    bench_offers_a_fixed_rate
+);
