@@ -90,6 +90,9 @@ fn lock_single_node(path: &str) -> Result<std::fs::File, String> {
 /// system (`#[actix_web::main]`, `#[actix_rt::test]`).
 pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     config.validate()?;
+    let registry = jobs::Registry::standard();
+    let queue_settings =
+        actors::pool::plan(&config, &registry.queues(), actors::pool::cpus::usable())?;
     let config = Arc::new(config);
     let backend = Backend::from_url(&config.database_url)?;
     let lock = match &backend {
@@ -121,7 +124,6 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     let listener_thread = backend
         .is_postgres()
         .then(|| actors::pg_listener::PgListener::start(backend.clone(), events.clone()));
-    let registry = jobs::Registry::standard();
     let metrics = Arc::new(metrics::Metrics::new());
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(
@@ -130,15 +132,18 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         std::process::id(),
         model::ids::new_job_id()
     );
-    let supervisor = Supervisor::new(actors::Shared {
-        store: store.clone(),
-        config: config.clone(),
-        events: events.clone(),
-        registry: registry.clone(),
-        breakpoints: breakpoints.clone(),
-        metrics: metrics.clone(),
-        node,
-    })
+    let supervisor = Supervisor::new(
+        actors::Shared {
+            store: store.clone(),
+            config: config.clone(),
+            events: events.clone(),
+            registry: registry.clone(),
+            breakpoints: breakpoints.clone(),
+            metrics: metrics.clone(),
+            node,
+        },
+        queue_settings,
+    )
     .start();
     let state = actix_web::web::Data::new(api::AppState {
         store,

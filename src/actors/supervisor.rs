@@ -4,6 +4,7 @@
 //! (a delivery cut short is retried once its claim ends).
 
 use super::janitor::Janitor;
+use super::pool::QueueSettings;
 use super::queue::{Drain, HandBackAll, Queue};
 use super::webhooks::WebhookDispatcher;
 use super::Shared;
@@ -25,6 +26,8 @@ pub struct Hurry;
 /// The engine's supervisor.
 pub struct Supervisor {
     shared: Shared,
+    /// Every queue's pool settings, planned and checked before the start.
+    queue_settings: Vec<QueueSettings>,
     queues: Vec<Addr<Queue>>,
     janitor: Option<Addr<Janitor>>,
     webhooks: Option<Addr<WebhookDispatcher>>,
@@ -33,9 +36,10 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor; the actors start when it starts.
-    pub fn new(shared: Shared) -> Supervisor {
+    pub fn new(shared: Shared, queue_settings: Vec<QueueSettings>) -> Supervisor {
         Supervisor {
             shared,
+            queue_settings,
             queues: Vec::new(),
             janitor: None,
             webhooks: None,
@@ -49,14 +53,17 @@ impl Actor for Supervisor {
 
     fn started(&mut self, _: &mut Context<Self>) {
         let shared = &self.shared;
-        for (name, settings) in shared.config.queue_settings() {
+        for settings in self.queue_settings.clone() {
+            let r = &settings.rule;
             log::info!(
-                "queue {name}: {} workers, max_run_time {:?}",
-                settings.workers,
+                "queue {}: {} to {} workers on {} threads, max_run_time {:?}",
+                settings.name,
+                r.min_workers,
+                r.max_workers,
+                settings.threads,
                 settings.max_run_time
             );
-            self.queues
-                .push(Queue::new(name, settings, shared.clone()).start());
+            self.queues.push(Queue::start(settings, shared.clone()));
         }
         log::info!(
             "webhooks: {} concurrent deliveries",
