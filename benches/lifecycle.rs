@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench lifecycle                 # both backends, 2000 jobs
 //!     JOBS=5000 CONCURRENCY=32 cargo bench --bench lifecycle
+//!     WORKERS=16 cargo bench --bench lifecycle      # snapshot pool pinned at 16 workers
 //!
 //! The app runs in this process on port 0 (as the tests boot it); the client is reqwest
 //! with CONCURRENCY requests in flight. Jobs are products snapshots of a 10-product
@@ -38,11 +39,15 @@ fn unfinished(url: &str) -> i64 {
 }
 
 async fn run(label: &str, database_url: String, jobs: usize, concurrency: usize) {
-    let config = Config {
+    let mut config = Config {
         database_url: database_url.clone(),
         rate_limit_capacity: 0,
         ..Config::default()
     };
+    if let Ok(workers) = std::env::var("WORKERS") {
+        config.queues.entry("snapshots".into()).or_default().workers =
+            Some(workers.parse().expect("WORKERS is a number"));
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = jobline::run(config, listener).await.unwrap();

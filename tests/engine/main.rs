@@ -7,6 +7,7 @@ mod images;
 mod jobs_list;
 mod lifecycle;
 mod metrics;
+mod pools;
 mod process;
 mod reliability;
 mod validation;

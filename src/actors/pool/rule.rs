@@ -193,20 +193,65 @@ mod tests {
         assert_eq!(fast.decide(&idle(4, 4, 4)), Change::Shrink(3));
     }
 
-    #[test]
-    fn a_steady_load_holds_the_pool() {
-        // A load that keeps 6 of 8 workers busy: jobs are taken at once, nothing waits,
-        // the idle ones are not idle long enough to leave (they take turns only when the
-        // load rises; the most recently idle worker gets the next job).
-        for idle_expired in [0, 0, 0] {
-            let o = Observation {
-                size: 8,
-                idle: 2,
-                idle_expired,
-                waiting: None,
+    /// Pool sizes, interval by interval, under a load that needs `demand(t)` workers:
+    /// busy workers are the most recently idle (as the queue hands jobs out), jobs
+    /// beyond the pool wait and age, idle workers count their idle time.
+    fn simulate(rule: &ScaleRule, demand: impl Fn(u32) -> usize, intervals: u32) -> Vec<usize> {
+        let tick = SCALE_INTERVAL;
+        let mut idle_for: Vec<Duration> = vec![Duration::ZERO; rule.min_workers];
+        let mut waited = Duration::ZERO;
+        let mut sizes = vec![idle_for.len()];
+        for t in 0..intervals {
+            let size = idle_for.len();
+            let busy = demand(t).min(size);
+            // The first `busy` workers (most recently idle) run jobs; the rest idle on.
+            for (i, d) in idle_for.iter_mut().enumerate() {
+                *d = if i < busy { Duration::ZERO } else { *d + tick };
+            }
+            let short = demand(t).saturating_sub(size);
+            waited = if short > 0 {
+                waited + tick
+            } else {
+                Duration::ZERO
             };
-            assert_eq!(RULE.decide(&o), Change::Hold);
+            let o = Observation {
+                size,
+                idle: size - busy,
+                idle_expired: idle_for.iter().filter(|d| **d >= rule.idle_timeout).count(),
+                waiting: Some(Waiting {
+                    jobs: short,
+                    oldest: waited,
+                }),
+            };
+            match rule.decide(&o) {
+                Change::Grow(n) => idle_for.extend(std::iter::repeat_n(Duration::ZERO, n)),
+                Change::Shrink(n) => {
+                    // The longest idle leave: they sit at the end here.
+                    idle_for.sort();
+                    idle_for.truncate(size - n);
+                }
+                Change::Hold => {}
+            }
+            sizes.push(idle_for.len());
         }
+        sizes
+    }
+
+    #[test]
+    fn a_steady_load_settles_without_oscillating() {
+        // A burst that needs 6 workers for 60 s, then nothing: the pool grows to 6 within
+        // a second, holds 6 while the load lasts, then shrinks to min after the idle time.
+        let sizes = simulate(&RULE, |t| if t < 600 { 6 } else { 0 }, 900);
+        assert_eq!(sizes[10], 6, "{:?}", &sizes[..10]);
+        assert!(sizes[10..=600].iter().all(|s| *s == 6), "{sizes:?}");
+        let changes = sizes.windows(2).filter(|w| w[0] != w[1]).count();
+        // Up in two steps (1 → 5 → 6), down one worker per interval (6 → 1).
+        assert_eq!(changes, 2 + 5, "{sizes:?}");
+        assert_eq!(sizes[900], 1);
+        // A load that alternates between 4 and 7 busy workers every second: the pool
+        // grows to 7 once and stays (the dips are shorter than idle_timeout).
+        let sizes = simulate(&RULE, |t| if (t / 10) % 2 == 0 { 4 } else { 7 }, 600);
+        assert!(sizes[20..].iter().all(|s| *s == 7), "{sizes:?}");
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub fn plan(
     fit_database(config, &mut planned, &defaulted_max)?;
     for s in &mut planned {
         s.threads = cpus.min(s.rule.max_workers).max(1);
+        if s.rule.scale_up_step == 0 {
+            s.rule.scale_up_step = (s.rule.max_workers / 4).max(1);
+        }
     }
     Ok(planned)
 }
@@ -119,9 +122,8 @@ fn queue(q: &QueueKind, given: &QueueConfig, cpus: usize) -> Result<(QueueSettin
         min_workers,
         max_workers,
         scale_up_after: given.scale_up_after.unwrap_or(DEFAULT_SCALE_UP_AFTER),
-        scale_up_step: given
-            .scale_up_step
-            .unwrap_or_else(|| (max_workers / 4).max(1)),
+        // Filled in once `max_workers` is final (see `plan`); 0 was refused above.
+        scale_up_step: given.scale_up_step.unwrap_or(0),
         scale_down_step: given.scale_down_step.unwrap_or(DEFAULT_SCALE_DOWN_STEP),
         idle_timeout: given.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
     };
@@ -153,14 +155,12 @@ fn fit_database(
         .filter(|(_, d)| !**d)
         .map(|(s, _)| s.rule.max_workers)
         .sum();
-    let flexible: usize = total(planned) - fixed;
-    if flexible > 0 {
-        let room = limit.saturating_sub(fixed);
-        for (s, _) in planned.iter_mut().zip(defaulted).filter(|(_, d)| **d) {
-            let r = &mut s.rule;
-            r.max_workers = (r.max_workers * room / flexible).max(r.min_workers);
-            r.scale_up_step = r.scale_up_step.min((r.max_workers / 4).max(1));
-        }
+    let flexible = total(planned) - fixed;
+    let room = limit.saturating_sub(fixed);
+    for (s, _) in planned.iter_mut().zip(defaulted).filter(|(_, d)| **d) {
+        let r = &mut s.rule;
+        let share = (r.max_workers * room).checked_div(flexible).unwrap_or(0);
+        r.max_workers = share.max(r.min_workers);
     }
     if total(planned) <= limit {
         return Ok(());
