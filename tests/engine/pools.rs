@@ -207,6 +207,30 @@ async fn a_shrink_never_drops_or_duplicates_a_running_job(backend: Backend) {
     .await;
 }
 
+async fn shutdown_reaches_every_worker_of_a_grown_pool(backend: Backend) {
+    let t = TestApp::spawn_with(backend, |c| {
+        c.max_running_per_eshop = 10;
+        c.shutdown_grace = Duration::from_millis(200);
+        scaling(c, 1, 4, Duration::from_secs(60));
+    })
+    .await;
+    let _hold = t.breakpoints().arm("snapshot:page");
+    let jobs: Vec<String> = join_all((0..4).map(|_| t.submit_snapshot(""))).await;
+    until_pool(&t, "snapshots", "four workers, all busy", |p| {
+        p.size == 4.0 && p.busy == 4.0
+    })
+    .await;
+    // The jobs never finish: at the end of the grace every worker hands its job back.
+    let db = t.stop().await;
+    let mut conn = db.connect();
+    let states = job_states(&mut conn);
+    assert_eq!(states.len(), 4);
+    for (id, status, attempt) in states {
+        assert!(jobs.contains(&id));
+        assert_eq!((status.as_str(), attempt), ("pending", 0), "job {id}");
+    }
+}
+
 async fn bad_bounds_stop_the_start(backend: Backend) {
     let db = TestDb::new(backend);
     let start = |tune: &dyn Fn(&mut Config)| {
@@ -268,6 +292,7 @@ crate::on_both_backends!(
     a_burst_grows_the_pool_to_max_and_idle_time_shrinks_it,
     a_pinned_pool_never_changes,
     a_shrink_never_drops_or_duplicates_a_running_job,
+    shutdown_reaches_every_worker_of_a_grown_pool,
     bad_bounds_stop_the_start,
 );
 
@@ -343,6 +368,16 @@ fn running_per_eshop(conn: &mut jobline::db::DbConnection) -> Vec<(i64, i64)> {
         .group_by(jobs::eshop_id)
         .select((jobs::eshop_id, count_star()))
         .order(jobs::eshop_id)
+        .load(conn)
+        .unwrap()
+}
+
+/// Every job's id, stored status and attempt.
+fn job_states(conn: &mut jobline::db::DbConnection) -> Vec<(String, String, i32)> {
+    use diesel::prelude::*;
+    use jobline::db::schema::jobs;
+    jobs::table
+        .select((jobs::id, jobs::status, jobs::attempt))
         .load(conn)
         .unwrap()
 }
