@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Everything an operator can tune; the contract's §1 lists each key and its default.
+/// Everything an operator can tune; `docs/configuration.md` lists each key, its default and
+/// meaning, and `jobline.example.toml` sets each to its default (a test keeps all three equal).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -49,6 +50,10 @@ pub struct Config {
     pub webhook_workers: usize,
     /// Whether outbound requests may reach loopback, private and other non-public addresses.
     pub allow_private_targets: bool,
+    /// The HTTP proxy webhook deliveries and image downloads go through (`http://host:port`,
+    /// credentials allowed). Unset: they connect directly, and the environment's proxy
+    /// variables (`HTTP_PROXY`, …) are ignored so that nothing bypasses the address guard.
+    pub outbound_proxy: Option<String>,
     /// Longest time one image download may take (connecting, redirects and the body): a
     /// slow source fails only its own image (`download-timeout`), never the whole job.
     /// The default keeps the worst request (100 slow images, 4 at a time: 25 rounds of
@@ -65,6 +70,14 @@ pub struct Config {
     pub rate_limit_capacity: u32,
     /// Leaky bucket drain per second.
     pub rate_limit_refill_per_sec: u32,
+    /// Buckets kept in memory at most (per node); the least recently used is forgotten
+    /// first. About 100 bytes each.
+    pub rate_limit_max_buckets: usize,
+    /// How long a request body may take to arrive, from the end of the request head; a
+    /// slower one is answered 408 and its connection closed, so a client trickling a body
+    /// cannot hold a connection (the head itself has actix-web's 5 s).
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
     /// Running jobs of one e-shop per queue at most: fairness between e-shops.
     pub max_running_per_eshop: u32,
     /// How long a claimed job's lease lasts without renewal.
@@ -136,11 +149,14 @@ impl Default for Config {
                 .collect(),
             webhook_workers: 16,
             allow_private_targets: false,
+            outbound_proxy: None,
             image_download_timeout: Duration::from_secs(20),
             image_max_bytes: 20 * 1024 * 1024,
             image_download_concurrency: 4,
             rate_limit_capacity: 200,
             rate_limit_refill_per_sec: 10,
+            rate_limit_max_buckets: 100_000,
+            body_read_timeout: Duration::from_secs(30),
             max_running_per_eshop: 2,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
@@ -160,32 +176,70 @@ impl Config {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("JOBLINE_CONFIG").map(PathBuf::from));
         let mut figment = Figment::new();
-        match path {
+        let file = match path {
             Some(p) if !p.is_file() => {
                 return Err(format!("configuration file {} does not exist", p.display()))
             }
-            Some(p) => figment = figment.merge(Toml::file_exact(p)),
-            None if Path::new("jobline.toml").is_file() => {
-                figment = figment.merge(Toml::file_exact("jobline.toml"))
+            Some(p) => Some(p),
+            None if Path::new("jobline.toml").is_file() => Some(PathBuf::from("jobline.toml")),
+            None => None,
+        };
+        match &file {
+            Some(p) => {
+                log::info!("configuration file: {}", p.display());
+                figment = figment.merge(Toml::file_exact(p));
             }
-            None => {}
+            None => log::info!("no configuration file: defaults and JOBLINE_* variables"),
         }
         figment = figment.merge(Env::prefixed("JOBLINE_").split("__").ignore(&["config"]));
         let config: Config = figment.extract().map_err(describe)?;
-        config.validate()?;
+        if let Some((key, why)) = config.problem() {
+            let value = figment
+                .find_value(&key)
+                .ok()
+                .and_then(|v| serde_json::to_string(&v).ok())
+                .map(|v| format!(" = {v}"))
+                .unwrap_or_default();
+            let source = figment
+                .find_metadata(&key)
+                .map_or_else(|| "default".to_string(), source_of);
+            return Err(format!(
+                "invalid configuration: `{key}`{value} ({source}) {why}"
+            ));
+        }
         Ok(config)
     }
 
     /// Checks what serde cannot: ranges, URL schemes. The queues are checked against the
     /// job kinds and the machine when the pools are planned (`actors::pool::settings`).
     pub fn validate(&self) -> Result<(), String> {
-        let bad = |key: &str, why: &str| Err(format!("invalid configuration: `{key}` {why}"));
+        match self.problem() {
+            Some((key, why)) => Err(format!("invalid configuration: `{key}` {why}")),
+            None => Ok(()),
+        }
+    }
+
+    /// The first value serde accepts but jobline cannot use: its key and why.
+    fn problem(&self) -> Option<(String, String)> {
+        let bad = |key: &str, why: &str| Some((key.to_string(), why.to_string()));
         if self.bind.parse::<SocketAddr>().is_err() {
             return bad("bind", "must be an address like 127.0.0.1:8080");
         }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad("public_url", "must start with http:// or https://");
+            }
+        }
+        if let Some(proxy) = &self.outbound_proxy {
+            let valid = url::Url::parse(proxy).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !valid || reqwest::Proxy::all(proxy).is_err() {
+                return bad(
+                    "outbound_proxy",
+                    "must be a URL like http://proxy.internal:3128",
+                );
             }
         }
         if crate::db::Backend::from_url(&self.database_url).is_err() {
@@ -196,6 +250,7 @@ impl Config {
             ("query_actors", self.query_actors),
             ("write_batch_max", self.write_batch_max),
             ("webhook_workers", self.webhook_workers),
+            ("rate_limit_max_buckets", self.rate_limit_max_buckets),
             ("max_running_per_eshop", self.max_running_per_eshop as usize),
             ("max_attempts", self.max_attempts as usize),
             (
@@ -226,12 +281,13 @@ impl Config {
             ("webhook_timeout", self.webhook_timeout),
             ("poll_interval", self.poll_interval),
             ("image_download_timeout", self.image_download_timeout),
+            ("body_read_timeout", self.body_read_timeout),
         ] {
             if d.is_zero() {
                 return bad(key, "must be longer than zero");
             }
         }
-        Ok(())
+        None
     }
 
     /// The base URL of result and image links.
@@ -245,6 +301,17 @@ impl Config {
 }
 
 /// Names the key (as written in TOML: lower case, dotted) and the source of every error.
+/// Where a value came from: `TOML file /etc/jobline.toml`, `` `JOBLINE_` environment
+/// variable(s)``.
+fn source_of(m: &figment::Metadata) -> String {
+    match &m.source {
+        Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+        _ => m.name.to_string(),
+    }
+}
+
+/// Figment's errors, each with its key (when there is one: a TOML syntax error has none,
+/// and names its line instead), its source and the value.
 fn describe(errors: figment::Error) -> String {
     errors
         .into_iter()
@@ -253,9 +320,13 @@ fn describe(errors: figment::Error) -> String {
             let source = e
                 .metadata
                 .as_ref()
-                .map(|m| m.name.to_string())
+                .map(source_of)
                 .unwrap_or_else(|| "configuration".into());
-            format!("invalid configuration: `{key}` ({source}): {}", e.kind)
+            if key.is_empty() {
+                format!("invalid configuration ({source}): {}", e.kind)
+            } else {
+                format!("invalid configuration: `{key}` ({source}): {}", e.kind)
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -346,8 +417,103 @@ mod tests {
             assert_eq!(c.image_download_timeout, Duration::from_secs(20));
             assert_eq!(c.image_max_bytes, 20 * 1024 * 1024);
             assert_eq!(c.image_download_concurrency, 4);
+            assert_eq!(c.body_read_timeout, Duration::from_secs(30));
+            assert_eq!(c.outbound_proxy, None);
             Ok(())
         });
+    }
+
+    /// `docs/configuration.md`'s table, `jobline.example.toml` and `Config::default()` name
+    /// the same keys with the same defaults.
+    #[test]
+    fn reference_matches_the_code() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = root.join("jobline.example.toml");
+        let loaded: Config = Figment::new()
+            .merge(Toml::file_exact(&example))
+            .extract()
+            .expect("jobline.example.toml loads");
+        loaded.validate().unwrap();
+        let default = Config::default();
+        let queues = crate::jobs::Registry::standard().queues();
+        let plan = |c: &Config| crate::actors::pool::plan(c, &queues, 2).unwrap();
+        assert_eq!(plan(&loaded), plan(&default), "example = defaults");
+        let rest = |c: &Config| {
+            format!(
+                "{:?}",
+                Config {
+                    queues: BTreeMap::new(),
+                    ..c.clone()
+                }
+            )
+        };
+        assert_eq!(rest(&loaded), rest(&default), "example = defaults");
+
+        // The example's values as text, as the table writes them.
+        let values: BTreeMap<String, serde_json::Value> = Figment::new()
+            .merge(Toml::file_exact(&example))
+            .extract()
+            .unwrap();
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        let reference = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+        let mut documented = Vec::new();
+        for row in reference.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let key = cells[0].trim_start_matches("| ").trim_matches('`');
+            let default_cell = cells[1];
+            documented.push(key.to_string());
+            match key {
+                "public_url" | "outbound_proxy" => assert!(!values.contains_key(key)),
+                // Set in the example where the default is a value (not a formula of the
+                // machine or of another key), the same for every queue.
+                _ if key.starts_with("queues.<name>.") => {
+                    let field = key.trim_start_matches("queues.<name>.");
+                    for queue in ["snapshots", "images"] {
+                        if let Some(v) = values["queues"][queue].get(field) {
+                            assert!(default_cell.contains(&format!("`{}`", text(v))), "{row}");
+                        }
+                    }
+                }
+                _ => {
+                    let value = values
+                        .get(key)
+                        .unwrap_or_else(|| panic!("{key} is not in jobline.example.toml"));
+                    let first = default_cell.split('`').nth(1).unwrap_or(default_cell);
+                    assert_eq!(first, text(value), "default of {key}");
+                }
+            }
+        }
+        // Every field of Config is documented once (queues by their nested keys).
+        let names = |debug: String| -> Vec<String> {
+            debug
+                .lines()
+                .filter_map(|l| l.strip_prefix("    "))
+                .filter(|l| !l.starts_with(' '))
+                .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+                .collect()
+        };
+        let nested = names(format!("{:#?}", QueueConfig::default()));
+        let mut fields: Vec<String> = names(format!("{default:#?}"))
+            .into_iter()
+            .flat_map(|k| match k.as_str() {
+                "queues" => nested
+                    .iter()
+                    .map(|f| format!("queues.<name>.{f}"))
+                    .collect(),
+                _ => vec![k],
+            })
+            .collect();
+        fields.sort();
+        documented.sort();
+        assert_eq!(documented, fields);
     }
 
     #[test]
@@ -408,9 +574,45 @@ mod tests {
             Ok(())
         });
         Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_OUTBOUND_PROXY", "socks5://proxy:1080");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("outbound_proxy"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_BODY_READ_TIMEOUT", "0s");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("body_read_timeout"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
             jail.set_env("JOBLINE_TIMEZONE", "Mars/Base");
             let e = Config::load(None).unwrap_err();
             assert!(e.contains("timezone"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("jobline.toml", "bind = \"127.0.0.1:8080\"\nlease = \n")?;
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("TOML file") && e.contains("jobline.toml"), "{e}");
+            assert!(e.contains("line 2"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("jobline.toml", "database_url = \"mysql://x\"\n")?;
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("`database_url`"), "{e}");
+            assert!(e.contains("\"mysql://x\""), "value: {e}");
+            assert!(e.contains("jobline.toml"), "source: {e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_DB_POOL_SIZE", "0");
+            let e = Config::load(None).unwrap_err();
+            assert!(
+                e.contains("`db_pool_size` = 0 (`JOBLINE_` environment"),
+                "{e}"
+            );
             Ok(())
         });
         Jail::expect_with(|_| {

@@ -14,6 +14,7 @@ use super::worker::{AbandonJob, HandBack, Worker, WorkerDone};
 use super::Shared;
 use crate::db::backlog::Backlog;
 use crate::db::jobs::ClaimedJob;
+use crate::faults::FailurePoint;
 use crate::model::time;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -51,13 +52,27 @@ pub struct Queue {
     drained: Vec<oneshot::Sender<()>>,
 }
 
+/// A queue that is gone (panicked) tells its workers to claim no next job: they finish
+/// what they run and stop, and the queue the supervisor starts in its place has its own.
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.draining_flag.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Queue {
-    /// Starts the queue with its settings; its pool starts at `min_workers`.
-    pub fn start(settings: QueueSettings, shared: Shared) -> Addr<Queue> {
+    /// Starts the queue with its settings; its pool starts at `min_workers`, its workers
+    /// run on `threads` (the supervisor's, kept across restarts).
+    pub fn start(
+        settings: QueueSettings,
+        shared: Shared,
+        threads: Vec<ArbiterHandle>,
+    ) -> Addr<Queue> {
         Queue::create(|ctx| {
             let draining_flag = Arc::<AtomicBool>::default();
             let pool = Pool::new(
                 &settings,
+                threads,
                 draining_flag.clone(),
                 ctx.address().recipient(),
                 shared.clone(),
@@ -82,6 +97,7 @@ impl Queue {
         if self.draining || self.pool.idle() == 0 {
             return;
         }
+        self.shared.faults.panic_if_armed(FailurePoint::QueuePanics);
         if self.claiming {
             self.wake_again = true;
             return;

@@ -1,17 +1,22 @@
 //! The HTTP API: routes, the envelope, authentication, and one file per resource. Handlers
 //! translate a REST call into messages to the actors and the replies into the envelope.
 
+mod access_log;
 pub mod auth;
+mod body_deadline;
+mod endpoint;
 pub mod envelope;
 pub mod error;
 mod health;
 mod images;
 mod jobs;
 pub mod metrics;
+mod openapi;
 pub mod params;
 mod products;
 pub mod rate_limit;
 mod results;
+mod shoptet;
 mod snapshot;
 mod webhooks;
 
@@ -22,6 +27,7 @@ use crate::jobs::Registry;
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
+use endpoint::endpoint;
 use error::ApiError;
 use std::sync::Arc;
 
@@ -51,79 +57,67 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     ))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "This endpoint does not answer that method.",
-    ))
+/// Declares every route once: [`ROUTES`] lists them (the OpenAPI document is checked
+/// against that list) and `register` adds them to a scope as [`endpoint::Endpoint`]s, in
+/// order (fixed paths before the patterns that would capture them).
+macro_rules! routes {
+    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),+ $(,)?) => {
+        /// Every route: its path pattern (as the OpenAPI document writes it) and the
+        /// `Endpoint` methods serving it: `get` (answers `HEAD` too), `get_without_head` (a
+        /// `GET` that submits a job), `post`, `patch`, `delete`.
+        pub const ROUTES: &[(&str, &[&str])] = &[$(($path, &[$(stringify!($method)),+])),+];
+
+        fn register(scope: actix_web::Scope) -> actix_web::Scope {
+            scope$(.service(endpoint($path)$(.$method($handler))+))+
+        }
+    };
 }
 
-/// A resource whose unsupported methods answer 405 in the envelope.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+routes! {
+    "/metrics" => [get => metrics::scrape],
+    "/healthz" => [get => health::healthz],
+    "/readyz" => [get => health::readyz],
+    "/api-results/{file}" => [get => results::download],
+    "/api/openapi.json" => [get => openapi::document],
+    // A snapshot is submitted by GET; HEAD must not submit one.
+    "/api/products/snapshot" => [get_without_head => snapshot::submit],
+    "/api/products" => [get => products::list, post => products::create],
+    "/api/products/{guid}" => [
+        get => products::get,
+        patch => products::update,
+        delete => products::delete,
+    ],
+    "/api/products/{guid}/images" => [post => images::submit],
+    "/api/products/{guid}/images/{name}" => [get => images::serve],
+    "/api/system/jobs" => [get => jobs::list],
+    "/api/system/jobs/" => [get => jobs::list],
+    "/api/system/jobs/{job_id}" => [get => jobs::get, delete => jobs::kill],
+    "/api/webhooks/notifications" => [get => webhooks::notifications],
+    "/api/webhooks/notifications/{id}/redeliver" => [post => webhooks::redeliver],
+    "/api/webhooks/renew-signature-key" => [post => webhooks::renew_signature_key],
+    "/api/webhooks/signature-key" => [get => webhooks::signature_key],
+    "/api/webhooks" => [get => webhooks::list, post => webhooks::create],
+    "/api/webhooks/{id}" => [
+        get => webhooks::get,
+        patch => webhooks::update,
+        delete => webhooks::delete,
+    ],
 }
 
 /// Registers every route on an actix-web `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("")
+        register(web::scope(""))
+            .wrap(from_fn(body_deadline::enforce))
             .wrap(from_fn(params::reject_nul_in_path))
             .wrap(from_fn(rate_limit::limit))
+            .wrap(from_fn(error::envelope_foreign_errors))
             .wrap(from_fn(envelope::with_request_id))
-            // Outermost: counts every answer, the rate limiter's 429s included.
+            .wrap(from_fn(endpoint::head_without_body))
+            // Counts every answer, the rate limiter's 429s included.
             .wrap(from_fn(metrics::record))
-            .service(resource("/metrics").route(web::get().to(metrics::scrape)))
-            .service(resource("/healthz").route(web::get().to(health::healthz)))
-            .service(resource("/readyz").route(web::get().to(health::readyz)))
-            .service(resource("/api-results/{file}").route(web::get().to(results::download)))
-            .service(resource("/api/products/snapshot").route(web::get().to(snapshot::submit)))
-            .service(
-                resource("/api/products")
-                    .route(web::get().to(products::list))
-                    .route(web::post().to(products::create)),
-            )
-            .service(
-                resource("/api/products/{guid}")
-                    .route(web::get().to(products::get))
-                    .route(web::patch().to(products::update))
-                    .route(web::delete().to(products::delete)),
-            )
-            .service(resource("/api/products/{guid}/images").route(web::post().to(images::submit)))
-            .service(
-                resource("/api/products/{guid}/images/{name}").route(web::get().to(images::serve)),
-            )
-            .service(resource("/api/system/jobs").route(web::get().to(jobs::list)))
-            .service(resource("/api/system/jobs/").route(web::get().to(jobs::list)))
-            .service(
-                resource("/api/system/jobs/{job_id}")
-                    .route(web::get().to(jobs::get))
-                    .route(web::delete().to(jobs::kill)),
-            )
-            // Fixed paths first: `/api/webhooks/{id}` would capture them otherwise.
-            .service(
-                resource("/api/webhooks/notifications")
-                    .route(web::get().to(webhooks::notifications)),
-            )
-            .service(
-                resource("/api/webhooks/notifications/{id}/redeliver")
-                    .route(web::post().to(webhooks::redeliver)),
-            )
-            .service(
-                resource("/api/webhooks/renew-signature-key")
-                    .route(web::post().to(webhooks::renew_signature_key)),
-            )
-            .service(
-                resource("/api/webhooks")
-                    .route(web::get().to(webhooks::list))
-                    .route(web::post().to(webhooks::create)),
-            )
-            .service(
-                resource("/api/webhooks/{id}")
-                    .route(web::get().to(webhooks::get))
-                    .route(web::patch().to(webhooks::update))
-                    .route(web::delete().to(webhooks::delete)),
-            )
+            // Outermost: logs every answer with the request id set above.
+            .wrap(from_fn(access_log::log_request))
             .default_service(web::to(not_found)),
     );
 }

@@ -5,9 +5,10 @@ use super::auth::Tenant;
 use super::envelope::{ok, paginator, reply};
 use super::error::ApiError;
 use super::params::{json_body, Body, QueryParams};
+use super::shoptet::Shape;
 use super::AppState;
 use crate::actors::store::{
-    CreateWebhooks, DeleteWebhook, GetWebhook, ListNotifications, ListWebhooks,
+    CreateWebhooks, DeleteWebhook, GetSignatureKey, GetWebhook, ListNotifications, ListWebhooks,
     RedeliverNotification, RenewSignatureKey, UpdateWebhook, WebhooksCreated,
 };
 use crate::db::deliveries::{Notification, NotificationFilter};
@@ -29,11 +30,21 @@ pub const KEY_GRACE: Micros = 24 * 3600 * time::SECOND;
 /// Statuses a notification can have.
 const STATUSES: &[&str] = &["pending", "success", "failed"];
 
+/// Shoptet's `sendPayload`: accepted as Shoptet clients send it (`null` or `"full"`), with
+/// no effect, as Shoptet does for events without a payload (`job:finished` has none).
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SendPayload {
+    Full,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewWebhook {
     event: String,
     url: String,
+    #[serde(default, rename = "sendPayload")]
+    _send_payload: Option<SendPayload>,
 }
 
 #[derive(Deserialize)]
@@ -41,24 +52,50 @@ struct NewWebhook {
 struct WebhookPatch {
     url: Option<String>,
     active: Option<bool>,
+    #[serde(default, rename = "sendPayload")]
+    send_payload: Option<SendPayload>,
 }
 
-/// Accepts an absolute http(s) URL with a host, at most [`MAX_URL`] characters. Whether
-/// its address is public is checked at delivery time, on the address actually connected to.
+/// Parses a webhook URL and answers its normalised form (lower-case scheme and host,
+/// no default port, at least `/` as the path, percent-encoded where needed). It must be an
+/// absolute `http` or `https` URL written `scheme://host…` with a non-empty host, a port
+/// from 1 to 65535 if any, no whitespace or control character anywhere (a URL parser
+/// would silently drop tabs and line breaks, or read `http:///x` as host `x`), and at most
+/// [`MAX_URL`] characters. Whether its address is public is checked at delivery time, on
+/// the address actually connected to.
 fn webhook_url(field: &str, raw: &str) -> Result<String, ApiError> {
-    let raw = raw.trim();
+    let bad = |why: &str| ApiError::invalid_data(field, why);
     if raw.chars().count() > MAX_URL {
-        return Err(ApiError::invalid_data(
-            field,
-            format!("At most {MAX_URL} characters."),
-        ));
+        return Err(bad(&format!("At most {MAX_URL} characters.")));
     }
-    let bad = || ApiError::invalid_data(field, "Must be an absolute http or https URL.");
-    let url = url::Url::parse(raw).map_err(|_| bad())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(bad());
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("Must not contain spaces or control characters."));
     }
-    Ok(raw.to_string())
+    let absolute = "Must be an absolute http or https URL (`https://host/path`).";
+    let authority = ["http://", "https://"]
+        .iter()
+        .find(|p| raw.len() >= p.len() && raw[..p.len()].eq_ignore_ascii_case(p))
+        .map(|p| &raw[p.len()..])
+        .ok_or_else(|| bad(absolute))?;
+    if authority.is_empty() || authority.starts_with(['/', '\\', '?', '#']) {
+        return Err(bad("Must name a host (`https://host/path`)."));
+    }
+    let port_range = "The port must be from 1 to 65535.";
+    let url = url::Url::parse(raw).map_err(|e| match e {
+        url::ParseError::InvalidPort => bad(port_range),
+        _ => bad(absolute),
+    })?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("Must name a host (`https://host/path`)."));
+    }
+    if url.port() == Some(0) {
+        return Err(bad(port_range));
+    }
+    let normalised = url.to_string();
+    if normalised.chars().count() > MAX_URL {
+        return Err(bad(&format!("At most {MAX_URL} characters.")));
+    }
+    Ok(normalised)
 }
 
 fn event(field: &str, raw: &str) -> Result<String, ApiError> {
@@ -121,6 +158,7 @@ pub async fn create(
     tenant: Tenant,
     req: HttpRequest,
     payload: web::Payload,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let body: Body<Vec<NewWebhook>> = json_body(&req, payload).await?;
     if body.data.is_empty() {
@@ -167,7 +205,10 @@ pub async fn create(
         })?;
     match created {
         WebhooksCreated::Created(list) => {
-            let items: Vec<Value> = list.iter().map(|w| view(&state, w)).collect();
+            let items: Vec<Value> = list
+                .iter()
+                .map(|w| shape.webhook_item(view(&state, w)))
+                .collect();
             Ok(reply(StatusCode::CREATED, json!({"webhooks": items})))
         }
         WebhooksCreated::EventTaken(i) => Err(taken(i, &body.data[i].event)),
@@ -179,6 +220,7 @@ pub async fn list(
     state: web::Data<AppState>,
     tenant: Tenant,
     req: HttpRequest,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req)?;
     let (page, per_page) = q.pagination(100, 500)?;
@@ -190,18 +232,22 @@ pub async fn list(
             limit: per_page,
         })
         .await?;
-    let items: Vec<Value> = hooks.iter().map(|w| view(&state, w)).collect();
+    let items: Vec<Value> = hooks
+        .iter()
+        .map(|w| shape.webhook_item(view(&state, w)))
+        .collect();
     Ok(ok(json!({
         "webhooks": items,
         "paginator": paginator(total, page, per_page, hooks.len()),
     })))
 }
 
-/// `GET /api/webhooks/{id}`.
+/// `GET /api/webhooks/{id}`: the webhook is `data`, or `data.webhook` in the Shoptet shape.
 pub async fn get(
     state: web::Data<AppState>,
     tenant: Tenant,
     id: web::Path<String>,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let w = state
@@ -212,20 +258,22 @@ pub async fn get(
         })
         .await
         .map_err(|e| ApiError::from_store(e, webhook_not_found(&id)))?;
-    Ok(ok(view(&state, &w)))
+    Ok(ok(shape.webhook(view(&state, &w))))
 }
 
-/// `PATCH /api/webhooks/{id}`: changes the URL and/or whether it is active.
+/// `PATCH /api/webhooks/{id}`: changes the URL and/or whether it is active; answers the
+/// webhook as `GET` does.
 pub async fn update(
     state: web::Data<AppState>,
     tenant: Tenant,
     id: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let body: Body<WebhookPatch> = json_body(&req, payload).await?;
-    if body.data.url.is_none() && body.data.active.is_none() {
+    if body.data.url.is_none() && body.data.active.is_none() && body.data.send_payload.is_none() {
         return Err(ApiError::invalid_data(
             "data",
             "Give `url`, `active` or both.",
@@ -251,7 +299,7 @@ pub async fn update(
     if w.active {
         state.events.wake_webhooks();
     }
-    Ok(ok(view(&state, &w)))
+    Ok(ok(shape.webhook(view(&state, &w))))
 }
 
 /// `DELETE /api/webhooks/{id}`.
@@ -288,6 +336,21 @@ pub async fn renew_signature_key(
     Ok(ok(json!({"signatureKey": key})))
 }
 
+/// `GET /api/webhooks/signature-key`: the key that signs the e-shop's deliveries now, so a
+/// subscriber can verify from the first delivery on without renewing.
+pub async fn signature_key(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+) -> Result<HttpResponse, ApiError> {
+    let key = state
+        .store
+        .read(GetSignatureKey {
+            eshop_id: tenant.eshop_id,
+        })
+        .await?;
+    Ok(ok(json!({"signatureKey": key})))
+}
+
 fn notification_cutoff(state: &AppState) -> Micros {
     time::now() - time::micros(state.config.notification_retention)
 }
@@ -297,6 +360,7 @@ pub async fn notifications(
     state: web::Data<AppState>,
     tenant: Tenant,
     req: HttpRequest,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req)?;
     let (page, per_page) = q.pagination(100, 500)?;
@@ -315,7 +379,10 @@ pub async fn notifications(
             cutoff: notification_cutoff(&state),
         })
         .await?;
-    let views: Vec<Value> = items.iter().map(|n| notification_view(&state, n)).collect();
+    let views: Vec<Value> = items
+        .iter()
+        .map(|n| shape.notification(notification_view(&state, n)))
+        .collect();
     Ok(ok(json!({
         "notifications": views,
         "paginator": paginator(total, page, per_page, items.len()),
@@ -343,4 +410,70 @@ pub async fn redeliver(
         StatusCode::ACCEPTED,
         json!({"id": id, "status": "pending"}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(raw: &str) -> Result<String, String> {
+        webhook_url("data[0].url", raw).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn webhook_urls_are_normalised() {
+        assert_eq!(url("https://example.com").unwrap(), "https://example.com/");
+        assert_eq!(
+            url("HTTPS://Example.COM:443/a/../b?x=1#f").unwrap(),
+            "https://example.com/b?x=1#f"
+        );
+        assert_eq!(
+            url("http://example.com:8080/h%20ook").unwrap(),
+            "http://example.com:8080/h%20ook"
+        );
+        assert_eq!(
+            url("http://user:pw@[::1]:65535/").unwrap(),
+            "http://user:pw@[::1]:65535/"
+        );
+        assert_eq!(
+            url("http://bücher.example/").unwrap(),
+            "http://xn--bcher-kva.example/"
+        );
+    }
+
+    #[test]
+    fn malformed_webhook_urls_are_refused() {
+        for raw in [
+            "https://example.com/a\r\nX-Injected: 1",
+            "https://example.com/\n",
+            "https://exa\tmple.com/",
+            "https://example.com/a b",
+            " https://example.com/",
+            "https://example.com/ ",
+            "https://example.com/\u{0}",
+            "https://example.com/\u{7f}",
+            "http:///nohost",
+            "http:////nohost",
+            "http:\\\\evil.example/",
+            "http:/nohost",
+            "http:nohost",
+            "https://",
+            "https://?x",
+            "http://example.com:0/",
+            "http://example.com:65536/",
+            "http://example.com:99999999/",
+            "ftp://example.com/",
+            "//example.com/",
+            "/relative",
+            "example.com",
+            "",
+            "http://exa mple.com/",
+        ] {
+            assert!(url(raw).is_err(), "{raw:?} must be refused");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL));
+        assert!(url(&long).unwrap_err().contains("2000"));
+        let at_limit = format!("https://example.com/{}", "a".repeat(MAX_URL - 20));
+        assert_eq!(url(&at_limit).unwrap().len(), MAX_URL);
+    }
 }

@@ -3,6 +3,7 @@
 //! by e-shop.
 
 pub mod backlog;
+pub mod backoff;
 pub mod connection;
 pub mod deliveries;
 pub mod eshops;
@@ -16,4 +17,4 @@ pub mod signals;
 pub mod signature_keys;
 pub mod webhooks;
 
-pub use connection::{connect, migrate, Backend, DbConnection, DbPool};
+pub use connection::{connect, is_lost, migrate, Backend, DbConnection, DbPool};

@@ -51,6 +51,12 @@ struct AttemptLabels {
     outcome: String,
 }
 
+/// Labels of an engine actor restarted by the supervisor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabels {
+    actor: String,
+}
+
 /// Labels of an answered HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -90,6 +96,8 @@ pub struct Metrics {
     http_requests: Family<RequestLabels, Counter>,
     /// `jobline_http_request_duration_seconds{method,route}`.
     http_latency: HistogramFamily<LatencyLabels>,
+    /// `jobline_actor_restarts_total{actor}`.
+    actor_restarts: Family<ActorLabels, Counter>,
     /// `jobline_pool_{workers,min_workers,max_workers,busy_workers}{queue}`.
     pools: pools::PoolFamilies,
 }
@@ -128,6 +136,12 @@ impl Metrics {
             "Time to answer an HTTP request (until the response starts), by method and route pattern",
             http_latency.clone(),
         );
+        let actor_restarts = Family::default();
+        registry.register(
+            "actor_restarts",
+            "Engine actors this node's supervisor restarted after they stopped unexpectedly",
+            actor_restarts.clone(),
+        );
         let pools = pools::PoolFamilies::register(&mut registry);
         Metrics {
             registry,
@@ -135,6 +149,7 @@ impl Metrics {
             webhook_attempts,
             http_requests,
             http_latency,
+            actor_restarts,
             pools,
         }
     }
@@ -182,6 +197,16 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// The supervisor restarted `actor` (`queue`, `webhook_dispatcher`, `janitor`,
+    /// `pg_listener`) after it stopped unexpectedly.
+    pub fn actor_restarted(&self, actor: &str) {
+        self.actor_restarts
+            .get_or_create(&ActorLabels {
+                actor: actor.to_string(),
+            })
+            .inc();
+    }
+
     /// The scrape's body: this node's series, then the database gauges (`None` when the
     /// database did not answer: then only `jobline_database_up 0` stands for them).
     pub fn render(&self, db: Option<&gauges::DbGauges>) -> String {
@@ -208,6 +233,7 @@ mod tests {
         );
         m.webhook_attempt("success");
         m.http_request("GET", "/healthz", 200, Duration::from_millis(3));
+        m.actor_restarted("janitor");
         let pool = pools::PoolSnapshot {
             size: 5,
             min: 1,
@@ -223,6 +249,7 @@ mod tests {
             "jobline_webhook_attempts_total{outcome=\"success\"} 1",
             "jobline_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
             "jobline_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 1",
+            "jobline_actor_restarts_total{actor=\"janitor\"} 1",
             "jobline_database_up 0",
             "jobline_pool_workers{queue=\"snapshots\"} 5",
             "jobline_pool_min_workers{queue=\"snapshots\"} 1",

@@ -3,12 +3,16 @@
 mod common;
 
 mod fencing;
+mod http;
 mod images;
 mod jobs_list;
 mod lifecycle;
 mod metrics;
+mod openapi;
 mod pools;
 mod process;
+mod recovery;
 mod reliability;
+mod shoptet;
 mod validation;
 mod webhooks;

@@ -1,7 +1,8 @@
 //! Webhooks: registration and its validation, signed `job:finished` deliveries to a real
-//! receiver, retries, 410, timeouts, redirects, redelivery, private targets, key renewal.
+//! receiver, retries, 410, timeouts, redirects, redelivery, private targets, the readable
+//! signing key, key renewal, and Shoptet's signature header as its PHP SDK checks it.
 
-use crate::common::{is_api_time, Backend, TestApp};
+use crate::common::{eventually, is_api_time, Backend, RecordingServer, TestApp};
 use actix_web::{web, HttpRequest, HttpResponse};
 use jobline::config::Config;
 use jobline::outbound::signing;
@@ -457,18 +458,147 @@ async fn private_targets_are_refused(backend: Backend) {
     assert!(rx.drain().is_empty());
 }
 
-async fn without_a_webhook_the_notification_fails(backend: Backend) {
+async fn a_configured_proxy_does_not_bypass_the_guard(backend: Backend) {
+    // Stands in for a proxy: answers 200 in place of every target.
+    let proxy = RecordingServer::start();
+    let t = spawn(backend, |c| {
+        c.allow_private_targets = false;
+        c.outbound_proxy = Some(proxy.url.clone());
+        c.webhook_retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await;
+    // A name that resolves to loopback, then a loopback literal: refused before sending.
+    let hook = register(&t, "http://localhost:9/hook").await;
+    let path = format!("/api/webhooks/{}", hook["id"].as_str().unwrap());
+    let job_id = t.submit_snapshot("").await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    let error = n["lastAttempt"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("localhost") && error.contains("not a public address"),
+        "{error}"
+    );
+    let redeliver = format!(
+        "/api/webhooks/notifications/{}/redeliver",
+        n["id"].as_str().unwrap()
+    );
+    let attempts = n["attempts"].as_i64().unwrap();
+    let a = t
+        .patch(&path, json!({"data": {"url": "http://127.0.0.1:9/hook"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(t.post(&redeliver, json!({})).await.status, 202);
+    eventually(
+        Duration::from_secs(20),
+        "one more refused attempt",
+        || async {
+            let n = notification_of(&t, &job_id).await.unwrap();
+            n["status"] == "failed" && n["attempts"].as_i64().unwrap() > attempts
+        },
+    )
+    .await;
+    let n = notification_of(&t, &job_id).await.unwrap();
+    let error = n["lastAttempt"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("127.0.0.1 is not a public address"),
+        "{error}"
+    );
+    assert!(
+        proxy.lines.try_recv().is_err(),
+        "a private target reached the proxy"
+    );
+    // A public target goes through the proxy (which answers in its place here).
+    let a = t
+        .patch(&path, json!({"data": {"url": "http://93.184.216.34/hook"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(t.post(&redeliver, json!({})).await.status, 202);
+    wait_notification(&t, &job_id, "success").await;
+    let line = proxy.lines.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(line, "POST http://93.184.216.34/hook HTTP/1.1");
+}
+
+async fn webhook_urls_are_parsed_and_normalised(backend: Backend) {
     let t = spawn(backend, |_| {}).await;
+    let malformed = [
+        "https://example.com/a\r\nX-Injected: 1".to_string(),
+        "https://example.com/\n".to_string(),
+        "http:///nohost".to_string(),
+        "http:\\\\evil.example/".to_string(),
+        "http://example.com:0/".to_string(),
+        "http://example.com:65536/".to_string(),
+        "https://example.com/a b".to_string(),
+        " https://example.com/".to_string(),
+        "https://exa\tmple.com/".to_string(),
+        format!("https://example.com/{}", "a".repeat(1981)),
+    ];
+    for url in &malformed {
+        let a = t
+            .post(
+                "/api/webhooks",
+                json!({"data": [{"event": "job:finished", "url": url}]}),
+            )
+            .await;
+        assert_eq!(a.status, 422, "{url:?}: {}", a.body);
+        assert_eq!(a.error_code(), "invalid-request-data");
+        assert_eq!(a.error_instance(), "data[0].url", "{url:?}");
+    }
+    assert_eq!(
+        t.get("/api/webhooks").await.body["data"]["paginator"]["totalCount"],
+        0
+    );
+    let hook = register(&t, "HTTPS://Example.COM:443/a/../hook").await;
+    assert_eq!(hook["url"], "https://example.com/hook");
+    let path = format!("/api/webhooks/{}", hook["id"].as_str().unwrap());
+    for url in &malformed {
+        let a = t.patch(&path, json!({"data": {"url": url}})).await;
+        assert_eq!(a.status, 422, "{url:?}: {}", a.body);
+        assert_eq!(a.error_instance(), "data.url", "{url:?}");
+    }
+    assert_eq!(
+        t.get(&path).await.body["data"]["url"],
+        "https://example.com/hook"
+    );
+    let a = t
+        .patch(&path, json!({"data": {"url": "http://EXAMPLE.org:80"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["data"]["url"], "http://example.org/");
+}
+
+async fn without_a_webhook_the_notification_is_retried(backend: Backend) {
+    let t = spawn(backend, |c| {
+        c.webhook_retry_schedule = vec![Duration::from_millis(300); 3];
+    })
+    .await;
+    // No webhook at all: every attempt of the schedule is made, then `failed`.
     let job_id = t.submit_snapshot("").await;
     let n = wait_notification(&t, &job_id, "failed").await;
     assert_eq!(
         n["lastAttempt"]["error"], "no active job:finished webhook",
         "{n}"
     );
+    assert_eq!(n["attempts"], 4, "the first attempt and 3 retries: {n}");
     assert!(n["webhookId"].is_null());
-    // Registered later, a redelivery reaches it.
+    // A webhook registered while a notification is still being retried gets it, with no
+    // redelivery asked.
+    let second = t.submit_snapshot("?visibility=hidden").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while notification_of(&t, &second)
+        .await
+        .is_none_or(|n| n["attempts"] == 0)
+    {
+        assert!(std::time::Instant::now() < deadline, "no first attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut rx = Receiver::start(|_| Reply::Status(200));
     register(&t, &rx.url).await;
+    let hit = rx.next().await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&hit.body).unwrap()["eventInstance"],
+        second.as_str()
+    );
+    wait_notification(&t, &second, "success").await;
+    // The failed one is redelivered on request.
     let id = n["id"].as_str().unwrap();
     let a = t
         .post(
@@ -479,6 +609,78 @@ async fn without_a_webhook_the_notification_fails(backend: Backend) {
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(rx.next().await.headers["webhook-id"], id);
     wait_notification(&t, &job_id, "success").await;
+}
+
+/// Shoptet's PHP SDK `SignatureValidator::isValid($signatureKey, $body, $signature)`:
+/// `hash_equals(hash_hmac('sha1', $body, $signatureKey), $signature)`.
+fn php_sdk_signature_is_valid(signature_key: &str, body: &str, signature: &str) -> bool {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(signature_key.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes()) == signature
+}
+
+async fn the_first_delivery_verifies_with_the_readable_key(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+    // Never renewed: the key the e-shop can read signs.
+    let a = t.get("/api/webhooks/signature-key").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let key = a.body["data"]["signatureKey"].as_str().unwrap().to_string();
+    assert_eq!(secrets(&t, 1), vec![key.clone()]);
+    let other = t.add_eshop(2);
+    let theirs = t.get_as(&other, "/api/webhooks/signature-key").await;
+    assert_ne!(theirs.body["data"]["signatureKey"], key.as_str());
+    assert_eq!(
+        t.get_as("", "/api/webhooks/signature-key").await.status,
+        401
+    );
+
+    t.submit_snapshot("").await;
+    let hit = rx.next().await;
+    assert_eq!(verify(&key, &hit), Ok(()));
+    let shoptet = &hit.headers["shoptet-webhook-signature"];
+    assert_eq!(shoptet.len(), 40, "{shoptet}");
+    assert_eq!(shoptet, &shoptet.to_ascii_lowercase());
+    assert!(php_sdk_signature_is_valid(&key, &hit.body, shoptet));
+    assert!(!php_sdk_signature_is_valid(
+        &key,
+        &format!("{} ", hit.body),
+        shoptet
+    ));
+}
+
+async fn renewals_sign_with_every_key_of_the_last_day(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+    let first = t.get("/api/webhooks/signature-key").await.body["data"]["signatureKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut renewed = Vec::new();
+    for _ in 0..3 {
+        let a = t.post("/api/webhooks/renew-signature-key", json!({})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        renewed.push(a.body["data"]["signatureKey"].as_str().unwrap().to_string());
+    }
+    let current = renewed.last().unwrap();
+    let read = t.get("/api/webhooks/signature-key").await;
+    assert_eq!(read.body["data"]["signatureKey"], current.as_str());
+
+    t.submit_snapshot("").await;
+    let hit = rx.next().await;
+    // Standard Webhooks: one signature per key of the last 24 h, the replaced ones too.
+    assert_eq!(hit.headers["webhook-signature"].split(' ').count(), 4);
+    for key in renewed.iter().chain([&first]) {
+        assert_eq!(verify(key, &hit), Ok(()), "{key}");
+    }
+    // Shoptet: only the current key, as renew-signature-key returned it.
+    let shoptet = &hit.headers["shoptet-webhook-signature"];
+    assert!(php_sdk_signature_is_valid(current, &hit.body, shoptet));
+    assert!(!php_sdk_signature_is_valid(&first, &hit.body, shoptet));
+    assert!(!php_sdk_signature_is_valid(&renewed[1], &hit.body, shoptet));
 }
 
 async fn crud_validation_and_tenant_scoping(backend: Backend) {
@@ -685,7 +887,11 @@ crate::on_both_backends!(
     failed_notifications_can_be_redelivered,
     failed_and_killed_jobs_notify_too,
     private_targets_are_refused,
-    without_a_webhook_the_notification_fails,
+    a_configured_proxy_does_not_bypass_the_guard,
+    webhook_urls_are_parsed_and_normalised,
+    without_a_webhook_the_notification_is_retried,
+    the_first_delivery_verifies_with_the_readable_key,
+    renewals_sign_with_every_key_of_the_last_day,
     crud_validation_and_tenant_scoping,
     renewed_keys_sign_together_during_the_grace,
 );

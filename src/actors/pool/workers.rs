@@ -43,16 +43,16 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// An empty pool for `settings`; [`Pool::grow`] starts workers.
+    /// An empty pool for `settings` whose workers will run on `threads` (at least one);
+    /// [`Pool::grow`] starts workers.
     pub fn new(
         settings: &QueueSettings,
+        threads: Vec<ArbiterHandle>,
         draining: Arc<AtomicBool>,
         done: Recipient<WorkerDone>,
         shared: Shared,
     ) -> Pool {
-        let threads = (0..settings.threads)
-            .map(|_| Arbiter::new().handle())
-            .collect();
+        assert!(!threads.is_empty(), "a pool needs a thread");
         let gauges = shared.metrics.pool(&settings.name);
         let pool = Pool {
             queue: settings.name.clone(),
