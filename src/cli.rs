@@ -83,7 +83,12 @@ pub fn main() -> i32 {
             }
         };
     }
-    let config = match Config::load(cli.config.as_deref()) {
+    // The pools are checked here too (`run` checks them again), so an impossible pool
+    // is a configuration error like any other: exit 2, whatever the command.
+    let queues = crate::jobs::Registry::standard().queues();
+    let config = match Config::load(cli.config.as_deref()).and_then(|c| {
+        crate::actors::pool::plan(&c, &queues, crate::actors::pool::cpus::usable()).map(|_| c)
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -99,33 +99,35 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueConfig>,
 }
 
-/// One queue's worker pool.
-#[derive(Debug, Clone, Deserialize)]
+/// One queue's worker pool on this node, as configured; unset keys take the defaults
+/// its job kinds declare for this machine (`actors::pool::settings`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
-    /// Worker actors of this queue on this node (0: this node runs none of its jobs).
+    /// Pins the pool at this size (both bounds); 0: this node runs none of its jobs.
     pub workers: Option<usize>,
+    /// Workers kept while the queue is idle.
+    pub min_workers: Option<usize>,
+    /// Most workers the pool grows to.
+    pub max_workers: Option<usize>,
+    /// How long a worker stays idle before it leaves (down to `min_workers`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// How long the oldest pending job must have waited, with every worker busy, before
+    /// the pool grows.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub scale_up_after: Option<Duration>,
+    /// Most workers added per scaling step.
+    pub scale_up_step: Option<usize>,
+    /// Most idle workers that leave per scaling step.
+    pub scale_down_step: Option<usize>,
     /// A job running longer is killed.
     #[serde(default, deserialize_with = "opt_duration")]
     pub max_run_time: Option<Duration>,
 }
 
-/// A queue's settings once defaults are applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueSettings {
-    /// Worker actors on this node.
-    pub workers: usize,
-    /// A job running longer is killed.
-    pub max_run_time: Duration,
-}
-
-/// The queues jobline has, with their default worker counts.
-pub const QUEUES: [(&str, usize); 2] = [("snapshots", 2), ("images", 4)];
-
 /// The most `image_max_bytes` may be: a downloaded image is held whole in memory.
 const MAX_IMAGE_BYTES: u64 = 1 << 30;
-
-const DEFAULT_MAX_RUN_TIME: Duration = Duration::from_secs(600);
 
 impl Default for Config {
     fn default() -> Self {
@@ -208,7 +210,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what serde cannot: ranges, URL schemes, known queues.
+    /// Checks what serde cannot: ranges, URL schemes. The queues are checked against the
+    /// job kinds and the machine when the pools are planned (`actors::pool::settings`).
     pub fn validate(&self) -> Result<(), String> {
         match self.problem() {
             Some((key, why)) => Err(format!("invalid configuration: `{key}` {why}")),
@@ -284,20 +287,6 @@ impl Config {
                 return bad(key, "must be longer than zero");
             }
         }
-        for (name, q) in &self.queues {
-            if !QUEUES.iter().any(|(known, _)| known == name) {
-                return bad(
-                    &format!("queues.{name}"),
-                    "is not a queue of jobline (snapshots, images)",
-                );
-            }
-            if q.max_run_time.is_some_and(|d| d.is_zero()) {
-                return bad(
-                    &format!("queues.{name}.max_run_time"),
-                    "must be longer than zero",
-                );
-            }
-        }
         None
     }
 
@@ -308,23 +297,6 @@ impl Config {
             .unwrap_or_else(|| format!("http://{}", self.bind))
             .trim_end_matches('/')
             .to_string()
-    }
-
-    /// Every queue with its effective settings (defaults overlaid with the configuration).
-    pub fn queue_settings(&self) -> Vec<(String, QueueSettings)> {
-        QUEUES
-            .iter()
-            .map(|(name, default_workers)| {
-                let given = self.queues.get(*name);
-                let settings = QueueSettings {
-                    workers: given.and_then(|q| q.workers).unwrap_or(*default_workers),
-                    max_run_time: given
-                        .and_then(|q| q.max_run_time)
-                        .unwrap_or(DEFAULT_MAX_RUN_TIME),
-                };
-                (name.to_string(), settings)
-            })
-            .collect()
     }
 }
 
@@ -441,20 +413,12 @@ mod tests {
             assert_eq!(c.bind, "127.0.0.1:8080");
             assert_eq!(c.public_url(), "http://127.0.0.1:8080");
             assert_eq!(c.webhook_retry_schedule.len(), 7);
-            let queues = c.queue_settings();
-            assert_eq!(queues[0].0, "snapshots");
-            assert_eq!(queues[0].1.workers, 2);
-            assert_eq!(queues[1].1.workers, 4);
-            assert_eq!(queues[1].1.max_run_time, Duration::from_secs(600));
+            assert!(c.queues.is_empty());
             assert_eq!(c.image_download_timeout, Duration::from_secs(20));
             assert_eq!(c.image_max_bytes, 20 * 1024 * 1024);
             assert_eq!(c.image_download_concurrency, 4);
             assert_eq!(c.body_read_timeout, Duration::from_secs(30));
             assert_eq!(c.outbound_proxy, None);
-            // The slowest images request (100 sources that all time out) still ends
-            // before the images queue's max_run_time kills it.
-            let rounds = 100u32.div_ceil(c.image_download_concurrency as u32);
-            assert!(c.image_download_timeout * rounds < queues[1].1.max_run_time);
             Ok(())
         });
     }
@@ -471,7 +435,9 @@ mod tests {
             .expect("jobline.example.toml loads");
         loaded.validate().unwrap();
         let default = Config::default();
-        assert_eq!(loaded.queue_settings(), default.queue_settings());
+        let queues = crate::jobs::Registry::standard().queues();
+        let plan = |c: &Config| crate::actors::pool::plan(c, &queues, 2).unwrap();
+        assert_eq!(plan(&loaded), plan(&default), "example = defaults");
         let rest = |c: &Config| {
             format!(
                 "{:?}",
@@ -506,17 +472,15 @@ mod tests {
             documented.push(key.to_string());
             match key {
                 "public_url" | "outbound_proxy" => assert!(!values.contains_key(key)),
-                "queues.<name>.workers" => {
-                    for (name, workers) in QUEUES {
-                        assert!(
-                            default_cell.contains(&format!("`{name}`: {workers}")),
-                            "{row}"
-                        );
+                // Set in the example where the default is a value (not a formula of the
+                // machine or of another key), the same for every queue.
+                _ if key.starts_with("queues.<name>.") => {
+                    let field = key.trim_start_matches("queues.<name>.");
+                    for queue in ["snapshots", "images"] {
+                        if let Some(v) = values["queues"][queue].get(field) {
+                            assert!(default_cell.contains(&format!("`{}`", text(v))), "{row}");
+                        }
                     }
-                }
-                "queues.<name>.max_run_time" => {
-                    let runs = &values["queues"]["images"]["max_run_time"];
-                    assert!(default_cell.contains(&format!("`{}`", text(runs))), "{row}");
                 }
                 _ => {
                     let value = values
@@ -527,18 +491,23 @@ mod tests {
                 }
             }
         }
-        // Every field of Config is documented once (queues by its two nested keys).
-        let debug = format!("{default:#?}");
-        let mut fields: Vec<String> = debug
-            .lines()
-            .filter_map(|l| l.strip_prefix("    "))
-            .filter(|l| !l.starts_with(' '))
-            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+        // Every field of Config is documented once (queues by their nested keys).
+        let names = |debug: String| -> Vec<String> {
+            debug
+                .lines()
+                .filter_map(|l| l.strip_prefix("    "))
+                .filter(|l| !l.starts_with(' '))
+                .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+                .collect()
+        };
+        let nested = names(format!("{:#?}", QueueConfig::default()));
+        let mut fields: Vec<String> = names(format!("{default:#?}"))
+            .into_iter()
             .flat_map(|k| match k.as_str() {
-                "queues" => vec![
-                    "queues.<name>.workers".to_string(),
-                    "queues.<name>.max_run_time".to_string(),
-                ],
+                "queues" => nested
+                    .iter()
+                    .map(|f| format!("queues.<name>.{f}"))
+                    .collect(),
                 _ => vec![k],
             })
             .collect();
@@ -560,10 +529,10 @@ mod tests {
             let c = Config::load(None).unwrap();
             assert_eq!(c.db_pool_size, 5);
             assert_eq!(c.timezone, "Europe/Prague".parse().unwrap());
-            let q = c.queue_settings();
-            assert_eq!(q[0].1.max_run_time, Duration::from_secs(120));
-            assert_eq!(q[0].1.workers, 2);
-            assert_eq!(q[1].1.workers, 9);
+            let snapshots = &c.queues["snapshots"];
+            assert_eq!(snapshots.max_run_time, Some(Duration::from_secs(120)));
+            assert_eq!(snapshots.workers, None);
+            assert_eq!(c.queues["images"].workers, Some(9));
             assert_eq!(
                 c.webhook_retry_schedule,
                 vec![Duration::from_secs(1), Duration::from_secs(120)]
@@ -581,9 +550,9 @@ mod tests {
             Ok(())
         });
         Jail::expect_with(|jail| {
-            jail.set_env("JOBLINE_QUEUES__VIDEOS__WORKERS", "1");
+            jail.set_env("JOBLINE_QUEUES__IMAGES__MAX_WORKERS", "many");
             let e = Config::load(None).unwrap_err();
-            assert!(e.contains("queues.videos"), "{e}");
+            assert!(e.contains("queues.images.max_workers"), "{e}");
             Ok(())
         });
         Jail::expect_with(|jail| {

@@ -93,6 +93,9 @@ fn lock_single_node(path: &str) -> Result<std::fs::File, String> {
 /// system (`#[actix_web::main]`, `#[actix_rt::test]`).
 pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     config.validate()?;
+    let registry = jobs::Registry::standard();
+    let queue_settings =
+        actors::pool::plan(&config, &registry.queues(), actors::pool::cpus::usable())?;
     let config = Arc::new(config);
     let backend = Backend::from_url(&config.database_url)?;
     let lock = match &backend {
@@ -127,7 +130,6 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         QueryActor::start_pool(pool, config.query_actors),
     );
     let events = Arc::new(Events::default());
-    let registry = jobs::Registry::standard();
     let metrics = Arc::new(metrics::Metrics::new());
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(
@@ -148,6 +150,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             node,
         },
         backend,
+        queue_settings,
     )
     .start();
     let state = actix_web::web::Data::new(api::AppState {

@@ -5,6 +5,7 @@
 pub mod events;
 pub mod janitor;
 pub mod pg_listener;
+pub mod pool;
 pub mod queue;
 pub mod store;
 pub mod supervisor;

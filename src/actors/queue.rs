@@ -3,12 +3,16 @@
 //! committed submit, on a worker becoming free, and on a slow poll as a backstop (jobs
 //! submitted on another node, jobs whose lease was taken back). Every `heartbeat` it renews
 //! the leases of all jobs it runs in one statement and drops those it no longer holds.
+//! Every [`SCALE_INTERVAL`] it applies its pool's scaling rule (`super::pool::rule`).
 
 use super::events::{StopJob, Wake};
-use super::store::{ClaimJobs, RenewLeases};
+use super::pool::rule::{Change, Observation, Waiting, SCALE_INTERVAL};
+use super::pool::workers::Pool;
+use super::pool::QueueSettings;
+use super::store::{ClaimJobs, ReadBacklog, RenewLeases};
 use super::worker::{AbandonJob, HandBack, Worker, WorkerDone};
 use super::Shared;
-use crate::config::QueueSettings;
+use crate::db::backlog::Backlog;
 use crate::db::jobs::ClaimedJob;
 use crate::faults::FailurePoint;
 use crate::model::time;
@@ -16,6 +20,7 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Stops claiming; answers once no job of this queue runs on this node.
@@ -33,18 +38,18 @@ pub struct Queue {
     name: String,
     settings: QueueSettings,
     shared: Shared,
-    workers: Vec<Addr<Worker>>,
-    idle: Vec<usize>,
+    /// The workers, their idle times and threads.
+    pool: Pool,
     /// Jobs running here: id → (attempt, worker index).
     running: HashMap<String, (i32, usize)>,
     claiming: bool,
     wake_again: bool,
+    /// A backlog read for the scaling rule is under way (one at a time).
+    reading_backlog: bool,
     draining: bool,
     /// Shared with the workers: while set they claim no next job.
     draining_flag: Arc<AtomicBool>,
     drained: Vec<oneshot::Sender<()>>,
-    /// The thread the workers run on (the supervisor's, kept across restarts).
-    arbiter: ArbiterHandle,
 }
 
 /// A queue that is gone (panicked) tells its workers to claim no next job: they finish
@@ -56,31 +61,40 @@ impl Drop for Queue {
 }
 
 impl Queue {
-    /// A queue with its settings; workers start with the actor, on `arbiter`.
-    pub fn new(
-        name: String,
+    /// Starts the queue with its settings; its pool starts at `min_workers`, its workers
+    /// run on `threads` (the supervisor's, kept across restarts).
+    pub fn start(
         settings: QueueSettings,
         shared: Shared,
-        arbiter: ArbiterHandle,
-    ) -> Queue {
-        Queue {
-            name,
-            settings,
-            shared,
-            workers: Vec::new(),
-            idle: Vec::new(),
-            running: HashMap::new(),
-            claiming: false,
-            wake_again: false,
-            draining: false,
-            draining_flag: Arc::default(),
-            drained: Vec::new(),
-            arbiter,
-        }
+        threads: Vec<ArbiterHandle>,
+    ) -> Addr<Queue> {
+        Queue::create(|ctx| {
+            let draining_flag = Arc::<AtomicBool>::default();
+            let pool = Pool::new(
+                &settings,
+                threads,
+                draining_flag.clone(),
+                ctx.address().recipient(),
+                shared.clone(),
+            );
+            Queue {
+                name: settings.name.clone(),
+                settings,
+                shared,
+                pool,
+                running: HashMap::new(),
+                claiming: false,
+                wake_again: false,
+                reading_backlog: false,
+                draining: false,
+                draining_flag,
+                drained: Vec::new(),
+            }
+        })
     }
 
     fn claim(&mut self, ctx: &mut Context<Self>) {
-        if self.draining || self.idle.is_empty() {
+        if self.draining || self.pool.idle() == 0 {
             return;
         }
         self.shared.faults.panic_if_armed(FailurePoint::QueuePanics);
@@ -90,7 +104,7 @@ impl Queue {
         }
         self.claiming = true;
         self.wake_again = false;
-        let limit = self.idle.len();
+        let limit = self.pool.idle();
         let op = ClaimJobs {
             queue: self.name.clone(),
             node: self.shared.node.clone(),
@@ -121,9 +135,81 @@ impl Queue {
     }
 
     fn dispatch(&mut self, job: ClaimedJob) {
-        let worker = self.idle.pop().expect("claimed no more than idle workers");
+        let worker = self
+            .pool
+            .take_idle()
+            .expect("claimed no more than idle workers");
         self.running.insert(job.id.clone(), (job.attempt, worker));
-        self.workers[worker].do_send(super::worker::RunJob(job));
+        if let Some(w) = self.pool.worker(worker) {
+            w.do_send(super::worker::RunJob(job));
+        }
+    }
+
+    /// One step of the scaling rule: reads the backlog first when the rule needs it.
+    fn scale(&mut self, ctx: &mut Context<Self>) {
+        if self.draining || self.reading_backlog {
+            return;
+        }
+        if !self
+            .settings
+            .rule
+            .needs_backlog(self.pool.size(), self.pool.idle())
+        {
+            self.apply_rule(None, ctx);
+            return;
+        }
+        self.reading_backlog = true;
+        let op = ReadBacklog {
+            queue: self.name.clone(),
+            max_per_eshop: i64::from(self.shared.config.max_running_per_eshop),
+        };
+        let store = self.shared.store.clone();
+        async move { store.read(op).await }
+            .into_actor(self)
+            .map(|read, act, ctx| {
+                act.reading_backlog = false;
+                match read {
+                    Ok(backlog) => act.apply_rule(Some(waiting(backlog)), ctx),
+                    Err(e) => log::warn!("reading the backlog of queue {} failed: {e}", act.name),
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn apply_rule(&mut self, waiting: Option<Waiting>, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        let before = self.pool.size();
+        let seen = Observation {
+            size: before,
+            idle: self.pool.idle(),
+            idle_expired: self.pool.idle_expired(Instant::now()),
+            waiting,
+        };
+        match self.settings.rule.decide(&seen) {
+            Change::Grow(n) => {
+                self.pool.grow(n);
+                let (jobs, oldest) = waiting.map_or((0, Duration::ZERO), |w| (w.jobs, w.oldest));
+                log::debug!(
+                    "queue {}: pool grows {before} → {} workers ({jobs} jobs waiting, the oldest for {} ms)",
+                    self.name,
+                    self.pool.size(),
+                    oldest.as_millis()
+                );
+                self.claim(ctx);
+            }
+            Change::Shrink(n) => {
+                self.pool.retire(n);
+                log::debug!(
+                    "queue {}: pool shrinks {before} → {} workers (idle for {:?})",
+                    self.name,
+                    self.pool.size(),
+                    self.settings.rule.idle_timeout
+                );
+            }
+            Change::Hold => {}
+        }
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
@@ -166,8 +252,8 @@ impl Queue {
     }
 
     fn abandon(&mut self, id: &str) {
-        if let Some((_, worker)) = self.running.get(id) {
-            self.workers[*worker].do_send(AbandonJob { id: id.to_string() });
+        if let Some(w) = self.running.get(id).and_then(|(_, i)| self.pool.worker(*i)) {
+            w.do_send(AbandonJob { id: id.to_string() });
         }
     }
 
@@ -184,19 +270,9 @@ impl Actor for Queue {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let done = ctx.address().recipient::<WorkerDone>();
-        for index in 0..self.settings.workers {
-            let worker = Worker::new(
-                index,
-                self.name.clone(),
-                self.draining_flag.clone(),
-                done.clone(),
-                self.settings.max_run_time,
-                self.shared.clone(),
-            );
-            self.workers
-                .push(Worker::start_in_arbiter(&self.arbiter, |_| worker));
-            self.idle.push(index);
+        self.pool.grow(self.settings.rule.min_workers);
+        if !self.settings.rule.is_pinned() {
+            ctx.run_interval(SCALE_INTERVAL, |act, ctx| act.scale(ctx));
         }
         self.shared.events.register_queue(
             &self.name,
@@ -238,7 +314,7 @@ impl Handler<WorkerDone> for Queue {
                 self.running.insert(next.id, (next.attempt, msg.worker));
             }
             None => {
-                self.idle.push(msg.worker);
+                self.pool.put_idle(msg.worker);
                 self.check_drained();
                 self.claim(ctx);
             }
@@ -268,12 +344,21 @@ impl Handler<HandBackAll> for Queue {
         let busy: Vec<Addr<Worker>> = self
             .running
             .values()
-            .map(|(_, w)| self.workers[*w].clone())
+            .filter_map(|(_, w)| self.pool.worker(*w).cloned())
             .collect();
         Box::pin(async move {
             for w in busy {
                 let _ = w.send(HandBack).await;
             }
         })
+    }
+}
+
+/// The rule's view of a backlog read.
+fn waiting(backlog: Backlog) -> Waiting {
+    let age = backlog.oldest.map_or(0, |t| (time::now() - t).max(0));
+    Waiting {
+        jobs: usize::try_from(backlog.claimable).unwrap_or(0),
+        oldest: Duration::from_micros(u64::try_from(age).unwrap_or(0)),
     }
 }

@@ -12,10 +12,10 @@
 
 use super::janitor::Janitor;
 use super::pg_listener::PgListener;
+use super::pool::QueueSettings;
 use super::queue::{Drain, HandBackAll, Queue};
 use super::webhooks::WebhookDispatcher;
 use super::Shared;
-use crate::config::QueueSettings;
 use crate::db::Backend;
 use actix::prelude::*;
 use futures_util::future::join_all;
@@ -39,11 +39,15 @@ pub struct Hurry;
 
 /// One queue as the supervisor keeps it: what it needs to start it again.
 struct SupervisedQueue {
-    name: String,
     settings: QueueSettings,
-    /// The thread its workers run on; a restarted queue starts its workers there too.
-    workers: Arbiter,
+    /// The threads its workers run on; a restarted queue starts its workers there too.
+    threads: Vec<Arbiter>,
     addr: Addr<Queue>,
+}
+
+/// Handles on a queue's worker threads.
+fn handles(threads: &[Arbiter]) -> Vec<ArbiterHandle> {
+    threads.iter().map(Arbiter::handle).collect()
 }
 
 /// The engine's supervisor.
@@ -51,6 +55,8 @@ pub struct Supervisor {
     shared: Shared,
     /// Where the PostgreSQL listener connects (`None` on SQLite: one node, nothing to hear).
     listen_to: Option<Backend>,
+    /// Every queue's pool settings, planned and checked before the start.
+    queue_settings: Vec<QueueSettings>,
     queues: Vec<SupervisedQueue>,
     janitor: Option<Addr<Janitor>>,
     webhooks: Option<Addr<WebhookDispatcher>>,
@@ -60,10 +66,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor; the actors start when it starts.
-    pub fn new(shared: Shared, backend: Backend) -> Supervisor {
+    pub fn new(shared: Shared, backend: Backend, queue_settings: Vec<QueueSettings>) -> Supervisor {
         Supervisor {
             shared,
             listen_to: backend.is_postgres().then_some(backend),
+            queue_settings,
             queues: Vec::new(),
             janitor: None,
             webhooks: None,
@@ -90,14 +97,12 @@ impl Supervisor {
         let shared = self.shared.clone();
         for queue in &mut self.queues {
             if !queue.addr.connected() {
-                restarted(&shared, &format!("queue {}", queue.name), "queue");
-                queue.addr = Queue::new(
-                    queue.name.clone(),
+                restarted(&shared, &format!("queue {}", queue.settings.name), "queue");
+                queue.addr = Queue::start(
                     queue.settings.clone(),
                     shared.clone(),
-                    queue.workers.handle(),
-                )
-                .start();
+                    handles(&queue.threads),
+                );
             }
         }
         if self.webhooks.as_ref().is_some_and(|a| !a.connected()) {
@@ -126,24 +131,21 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let shared = &self.shared;
-        for (name, settings) in shared.config.queue_settings() {
+        for settings in self.queue_settings.clone() {
+            let r = &settings.rule;
             log::info!(
-                "queue {name}: {} workers, max_run_time {:?}",
-                settings.workers,
+                "queue {}: {} to {} workers on {} threads, max_run_time {:?}",
+                settings.name,
+                r.min_workers,
+                r.max_workers,
+                settings.threads,
                 settings.max_run_time
             );
-            let workers = Arbiter::new();
-            let addr = Queue::new(
-                name.clone(),
-                settings.clone(),
-                shared.clone(),
-                workers.handle(),
-            )
-            .start();
+            let threads: Vec<Arbiter> = (0..settings.threads).map(|_| Arbiter::new()).collect();
+            let addr = Queue::start(settings.clone(), shared.clone(), handles(&threads));
             self.queues.push(SupervisedQueue {
-                name,
                 settings,
-                workers,
+                threads,
                 addr,
             });
         }

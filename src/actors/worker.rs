@@ -35,6 +35,12 @@ pub struct AbandonJob {
 #[rtype(result = "()")]
 pub struct HandBack;
 
+/// Stops an idle worker: its pool shrinks. The queue sends it only to a worker it counts
+/// idle, so no job is ever cut short by it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// Tells the queue a worker has ended a job: it is free again, or already runs the next
 /// job it claimed together with the end of the last one.
 #[derive(Message)]
@@ -283,6 +289,15 @@ impl Handler<AbandonJob> for Worker {
             ctx.cancel_future(cur.handle);
             self.free(None);
         }
+    }
+}
+
+impl Handler<Retire> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        debug_assert!(self.current.is_none(), "only idle workers retire");
+        ctx.stop();
     }
 }
 

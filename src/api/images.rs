@@ -8,7 +8,7 @@ use super::jobs::accept;
 use super::params::{json_body, Body};
 use super::AppState;
 use crate::actors::store::{GetImageData, GetProduct};
-use crate::jobs::images::{ImageSource, ImagesRequest, ENDPOINT};
+use crate::jobs::images::{ImageSource, ImagesJob};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -88,7 +88,7 @@ fn download_url(at: &str, value: Option<String>) -> Result<String, ApiError> {
 }
 
 /// Checks every image; the first problem is answered with its field's path.
-fn validate(guid: &str, body: Body<Data>) -> Result<ImagesRequest, ApiError> {
+fn validate(guid: &str, body: Body<Data>) -> Result<ImagesJob, ApiError> {
     let images = body
         .data
         .images
@@ -117,7 +117,7 @@ fn validate(guid: &str, body: Body<Data>) -> Result<ImagesRequest, ApiError> {
             name,
         });
     }
-    Ok(ImagesRequest {
+    Ok(ImagesJob {
         product_guid: guid.to_string(),
         images: sources,
     })
@@ -146,8 +146,7 @@ pub async fn submit(
         })
         .await
         .map_err(|e| ApiError::from_store(e, product_not_found(&guid)))?;
-    let params = serde_json::to_string(&request).map_err(ApiError::internal)?;
-    accept(&state, &req, tenant, ENDPOINT, params).await
+    accept(&state, &req, tenant, &request).await
 }
 
 /// `GET /api/products/{guid}/images/{name}`: the bytes with their content type.

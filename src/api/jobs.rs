@@ -49,20 +49,16 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Commits a job for `endpoint` with validated `params` and answers 202 with its id
+/// Commits a job of kind `J` with its validated parameters and answers 202 with its id
 /// (the same id again for a repeated `Idempotency-Key`). The commit happens before the
 /// answer; the job's queue is woken right after.
-pub async fn accept(
+pub async fn accept<J: crate::jobs::Job>(
     state: &AppState,
     req: &HttpRequest,
     tenant: Tenant,
-    endpoint: &'static str,
-    params: String,
+    job: &J,
 ) -> Result<HttpResponse, ApiError> {
-    let kind = state
-        .registry
-        .get(endpoint)
-        .ok_or_else(|| ApiError::internal(format!("no job kind for {endpoint}")))?;
+    let params = serde_json::to_string(job).map_err(ApiError::internal)?;
     let key = idempotency_key(req)?;
     let mut tries = 0;
     let submitted = loop {
@@ -70,8 +66,8 @@ pub async fn accept(
         let job = Job {
             id: ids::new_job_id(),
             eshop_id: tenant.eshop_id,
-            endpoint: endpoint.to_string(),
-            queue: kind.queue().to_string(),
+            endpoint: J::ENDPOINT.to_string(),
+            queue: J::QUEUE.to_string(),
             status: JobStatus::Pending.as_str().to_string(),
             params: params.clone(),
             creation_time: time::now(),

@@ -3,7 +3,6 @@
 
 use super::AppState;
 use crate::actors::store::ReadGauges;
-use crate::config::QUEUES;
 use crate::metrics::{CONTENT_TYPE, UNMATCHED_ROUTE};
 use crate::model::time;
 use actix_web::body::MessageBody;
@@ -19,7 +18,7 @@ use std::time::Instant;
 pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
     let read = ReadGauges {
         endpoints: state.registry.endpoints(),
-        queues: QUEUES.iter().map(|(name, _)| *name).collect(),
+        queues: state.registry.queues().iter().map(|q| q.name).collect(),
         now: time::now(),
     };
     let gauges = match state.store.read(read).await {

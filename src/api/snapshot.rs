@@ -6,7 +6,7 @@ use super::jobs::accept;
 use super::params::QueryParams;
 use super::AppState;
 use crate::db::products::ProductFilter;
-use crate::jobs::snapshot::ENDPOINT;
+use crate::jobs::snapshot::SnapshotJob;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Most guids `productGuids` may list.
@@ -53,7 +53,5 @@ pub async fn submit(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req)?;
-    let params = filter(&q)?;
-    let params = serde_json::to_string(&params).map_err(ApiError::internal)?;
-    accept(&state, &req, tenant, ENDPOINT, params).await
+    accept(&state, &req, tenant, &SnapshotJob(filter(&q)?)).await
 }

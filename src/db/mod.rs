@@ -2,6 +2,7 @@
 //! the embedded migrations of each backend, and the queries, table by table, always scoped
 //! by e-shop.
 
+pub mod backlog;
 pub mod backoff;
 pub mod connection;
 pub mod deliveries;

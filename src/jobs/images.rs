@@ -5,7 +5,7 @@
 //! redirect-looping, not an image or not allowed fails only its own image.
 
 use super::image_download::{download, ImageError, Limits};
-use super::{JobContext, JobKind, JobRun};
+use super::{Job, JobContext, JobRun, PoolDefaults};
 use crate::actors::store::StoreImage;
 use crate::db::images::NewImage;
 use crate::error::StoreError;
@@ -15,16 +15,10 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// The job of `POST /api/products/{guid}/images`.
-pub struct ImagesJob;
-
-/// The endpoint name of the images import.
-pub const ENDPOINT: &str = "/api/products/images";
-
-/// A validated images request: the job's parameters.
+/// The job of `POST /api/products/{guid}/images`: its parameters are the validated request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ImagesRequest {
+pub struct ImagesJob {
     /// The product the images go to.
     pub product_guid: String,
     /// The images, in the request's order (`index` in the result is the position here).
@@ -59,19 +53,21 @@ struct Stored {
 /// One image's outcome: stored, or its index and why not.
 type Outcome = Result<Stored, (usize, ImageError)>;
 
-impl JobKind for ImagesJob {
-    fn endpoint(&self) -> &'static str {
-        ENDPOINT
-    }
+impl Job for ImagesJob {
+    const ENDPOINT: &'static str = "/api/products/images";
+    const QUEUE: &'static str = "images";
+    /// Waiting on remote servers: a worker spends nearly all its time on downloads, so
+    /// more workers per CPU pay off than for CPU work. Each runs up to
+    /// `image_download_concurrency` downloads of up to `image_max_bytes` held in memory,
+    /// which is what keeps the number from being larger.
+    const POOL: PoolDefaults = PoolDefaults {
+        min_workers: 1,
+        max_workers_per_cpu: 16,
+    };
 
-    fn queue(&self) -> &'static str {
-        "images"
-    }
-
-    fn run(&self, ctx: JobContext) -> JobRun {
+    fn run(self, ctx: JobContext) -> JobRun {
+        let request = self;
         Box::pin(async move {
-            let request: ImagesRequest = serde_json::from_str(&ctx.job.params)
-                .map_err(|e| format!("invalid job parameters: {e}"))?;
             let limits = Limits::from_config(&ctx.config);
             let client = limits.client();
             let total = request.images.len();

@@ -5,9 +5,11 @@
 //! webhook attempts it made, HTTP requests it answered), so with several nodes Prometheus
 //! sums them across scrape targets. The gauges of [`gauges::DbGauges`] are read from the
 //! database at scrape time: they describe the whole cluster, and every node reports the
-//! same values.
+//! same values. The worker pool gauges ([`pools`]) are per node too: each queue actor sets
+//! its own as its pool changes.
 
 pub mod gauges;
+pub mod pools;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -96,6 +98,8 @@ pub struct Metrics {
     http_latency: HistogramFamily<LatencyLabels>,
     /// `jobline_actor_restarts_total{actor}`.
     actor_restarts: Family<ActorLabels, Counter>,
+    /// `jobline_pool_{workers,min_workers,max_workers,busy_workers}{queue}`.
+    pools: pools::PoolFamilies,
 }
 
 impl Default for Metrics {
@@ -138,6 +142,7 @@ impl Metrics {
             "Engine actors this node's supervisor restarted after they stopped unexpectedly",
             actor_restarts.clone(),
         );
+        let pools = pools::PoolFamilies::register(&mut registry);
         Metrics {
             registry,
             job_duration,
@@ -145,7 +150,14 @@ impl Metrics {
             http_requests,
             http_latency,
             actor_restarts,
+            pools,
         }
+    }
+
+    /// The pool gauges of `queue` on this node (set by its queue actor; readable by
+    /// anyone holding the metrics, e.g. a dashboard).
+    pub fn pool(&self, queue: &str) -> pools::PoolGauges {
+        self.pools.of(queue)
     }
 
     /// A worker recorded the end of a job of `endpoint` with final `status` after `took`.
@@ -222,6 +234,14 @@ mod tests {
         m.webhook_attempt("success");
         m.http_request("GET", "/healthz", 200, Duration::from_millis(3));
         m.actor_restarted("janitor");
+        let pool = pools::PoolSnapshot {
+            size: 5,
+            min: 1,
+            max: 16,
+            busy: 4,
+        };
+        m.pool("snapshots").set(pool);
+        assert_eq!(m.pool("snapshots").get(), pool);
         let text = m.render(None);
         for line in [
             "jobline_job_duration_seconds_count{endpoint=\"/api/products/snapshot\",status=\"completed\"} 1",
@@ -231,6 +251,10 @@ mod tests {
             "jobline_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 1",
             "jobline_actor_restarts_total{actor=\"janitor\"} 1",
             "jobline_database_up 0",
+            "jobline_pool_workers{queue=\"snapshots\"} 5",
+            "jobline_pool_min_workers{queue=\"snapshots\"} 1",
+            "jobline_pool_max_workers{queue=\"snapshots\"} 16",
+            "jobline_pool_busy_workers{queue=\"snapshots\"} 4",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -227,8 +227,8 @@ async fn job_past_max_run_time_is_killed(backend: Backend) {
         c.queues.insert(
             "snapshots".into(),
             jobline::config::QueueConfig {
-                workers: None,
                 max_run_time: Some(Duration::from_millis(300)),
+                ..Default::default()
             },
         );
     })

@@ -10,6 +10,7 @@ mod jobs_list;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod pools;
 mod process;
 mod recovery;
 mod reliability;

@@ -7,7 +7,7 @@ use std::time::Duration;
 const SNAPSHOT: &str = "/api/products/snapshot";
 const IMAGES: &str = "/api/products/images";
 
-async fn scrape(t: &TestApp) -> String {
+pub async fn scrape(t: &TestApp) -> String {
     let a = t.send(t.client.get(t.url("/metrics"))).await;
     assert_eq!(a.status, 200);
     assert_eq!(
@@ -18,7 +18,7 @@ async fn scrape(t: &TestApp) -> String {
 }
 
 /// The value of the series written exactly `series` (name and labels), if present.
-fn value(text: &str, series: &str) -> Option<f64> {
+pub fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter_map(|l| l.rsplit_once(' '))
         .find(|(s, _)| *s == series)

@@ -90,6 +90,17 @@ fn invalid_configuration_names_the_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("result_ttl"));
+    // An impossible pool is a configuration error too.
+    let out = Command::new(BIN)
+        .args(["serve"])
+        .env("JOBLINE_DATABASE_URL", &db.url)
+        .env("JOBLINE_QUEUES__SNAPSHOTS__MIN_WORKERS", "9")
+        .env("JOBLINE_QUEUES__SNAPSHOTS__MAX_WORKERS", "3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`queues.snapshots.min_workers` (9)"), "{err}");
 }
 
 #[test]

@@ -114,13 +114,7 @@ impl Drop for TestDb {
 
 /// Sets how many workers a queue has on this node (0: the node runs none of its jobs).
 pub fn set_workers(c: &mut Config, queue: &str, workers: usize) {
-    c.queues
-        .entry(queue.to_string())
-        .or_insert(jobline::config::QueueConfig {
-            workers: None,
-            max_run_time: None,
-        })
-        .workers = Some(workers);
+    c.queues.entry(queue.to_string()).or_default().workers = Some(workers);
 }
 
 /// The configuration tests start from: the contract's defaults on a fresh database.
