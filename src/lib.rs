@@ -37,6 +37,8 @@ pub struct App {
     pub addr: SocketAddr,
     /// The demo e-shop's token when this start created it (a first run on an empty database).
     pub demo_token: Option<String>,
+    /// The first operator's dashboard token, created with the demo e-shop.
+    pub operator_token: Option<String>,
     /// Points where tests can hold running jobs.
     pub breakpoints: Arc<jobs::Breakpoints>,
     server: ServerHandle,
@@ -108,6 +110,10 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             Err(e) => return Err(e.to_string()),
         }
     };
+    let operator_token = match &demo_token {
+        Some(_) => Some(first_operator(&mut writer_conn)?),
+        None => None,
+    };
     if !backend.is_postgres() {
         // One node: whatever is still `running` belonged to a process that is gone.
         recover_previous_run(&mut writer_conn, &config)?;
@@ -130,6 +136,14 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         std::process::id(),
         model::ids::new_job_id()
     );
+    actors::heartbeat::Heartbeat {
+        store: store.clone(),
+        node: node.clone(),
+        metrics: metrics.clone(),
+        every: config.heartbeat,
+        started_at: model::time::now(),
+    }
+    .start();
     let supervisor = Supervisor::new(actors::Shared {
         store: store.clone(),
         config: config.clone(),
@@ -137,7 +151,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         registry: registry.clone(),
         breakpoints: breakpoints.clone(),
         metrics: metrics.clone(),
-        node,
+        node: node.clone(),
     })
     .start();
     let state = actix_web::web::Data::new(api::AppState {
@@ -147,6 +161,12 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         registry,
         metrics,
         tokens: api::auth::TokenCache::default(),
+        node,
+        backend: if backend.is_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         limiter: api::rate_limit::RateLimiter::new(
             config.rate_limit_capacity,
             config.rate_limit_refill_per_sec,
@@ -168,6 +188,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     Ok(App {
         addr,
         demo_token,
+        operator_token,
         breakpoints,
         server: handle,
         server_task,
@@ -175,6 +196,12 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         _single_node_lock: lock,
         _listener: listener_thread,
     })
+}
+
+/// Adds the operator `admin` on a fresh database, so a first run opens the dashboard at once;
+/// answers its token.
+fn first_operator(conn: &mut db::DbConnection) -> Result<String, String> {
+    db::operators::add(conn, "admin").map_err(|e| e.to_string())
 }
 
 fn recover_previous_run(conn: &mut db::DbConnection, config: &Config) -> Result<(), String> {

@@ -2,6 +2,7 @@
 //! translate a REST call into messages to the actors and the replies into the envelope.
 
 pub mod auth;
+mod dashboard;
 pub mod envelope;
 pub mod error;
 mod health;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub tokens: auth::TokenCache,
     /// Leaky buckets per token.
     pub limiter: rate_limit::RateLimiter,
+    /// This node's id (the dashboard shows its busy workers).
+    pub node: String,
+    /// `SQLite` or `PostgreSQL`, as the dashboard names it.
+    pub backend: &'static str,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -124,6 +129,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::patch().to(webhooks::update))
                     .route(web::delete().to(webhooks::delete)),
             )
+            .configure(dashboard::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -175,7 +175,7 @@ fn raced(e: diesel::result::Error) -> StoreError {
 
 /// Jobs still kept: created after the retention `cutoff`, or not finished yet (a job that
 /// waited or ran longer than the retention is not forgotten while it is unfinished).
-fn retained(cutoff: Micros) -> JobPredicate {
+pub(crate) fn retained(cutoff: Micros) -> JobPredicate {
     Box::new(
         jobs::creation_time
             .ge(cutoff)
@@ -219,7 +219,7 @@ pub struct JobFilter {
     pub completion_to: Option<Micros>,
 }
 
-type JobPredicate = Box<
+pub(crate) type JobPredicate = Box<
     dyn BoxableExpression<
         jobs::table,
         super::connection::MultiBackend,
@@ -228,7 +228,7 @@ type JobPredicate = Box<
 >;
 
 /// The SQL condition for one client-visible status at `now`.
-fn status_predicate(st: JobStatus, now: Micros) -> JobPredicate {
+pub(crate) fn status_predicate(st: JobStatus, now: Micros) -> JobPredicate {
     match st {
         JobStatus::Completed => Box::new(
             jobs::status

@@ -3,11 +3,14 @@
 //! by e-shop.
 
 pub mod connection;
+pub mod dashboard;
 pub mod deliveries;
 pub mod eshops;
 pub mod images;
 pub mod jobs;
+pub mod nodes;
 pub mod notifications;
+pub mod operators;
 pub mod products;
 pub mod results;
 pub mod schema;

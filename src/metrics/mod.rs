@@ -8,6 +8,7 @@
 //! same values.
 
 pub mod gauges;
+pub mod minutes;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -88,6 +89,8 @@ pub struct Metrics {
     http_requests: Family<RequestLabels, Counter>,
     /// `jobline_http_request_duration_seconds{method,route}`.
     http_latency: HistogramFamily<LatencyLabels>,
+    /// Jobs this node ended per minute (the dashboard's chart, written with the heartbeat).
+    pub minutes: minutes::Minutes,
 }
 
 impl Default for Metrics {
@@ -130,6 +133,7 @@ impl Metrics {
             webhook_attempts,
             http_requests,
             http_latency,
+            minutes: minutes::Minutes::default(),
         }
     }
 
@@ -141,6 +145,8 @@ impl Metrics {
                 status: status.to_string(),
             })
             .observe(took.as_secs_f64());
+        let minute = crate::model::time::now() / (60 * crate::model::time::SECOND);
+        self.minutes.record(minute, status == "completed");
     }
 
     /// The webhook dispatcher made a delivery attempt that ended with `outcome`.

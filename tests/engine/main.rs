@@ -2,6 +2,8 @@
 
 mod common;
 
+mod dashboard;
+mod dashboard_browser;
 mod fencing;
 mod images;
 mod jobs_list;

@@ -5,6 +5,7 @@
 //! A message is a plain struct implementing [`WriteOp`] or [`ReadOp`]; [`Store`] sends it
 //! to the right actor and awaits the answer.
 
+mod dashboard_ops;
 mod eshop_ops;
 mod image_ops;
 mod job_ops;
@@ -14,6 +15,7 @@ mod reader;
 mod webhook_ops;
 mod writer;
 
+pub use dashboard_ops::*;
 pub use eshop_ops::*;
 pub use image_ops::*;
 pub use job_ops::*;

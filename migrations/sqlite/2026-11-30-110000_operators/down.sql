@@ -1,0 +1,3 @@
+DROP TABLE node_heartbeats;
+DROP TABLE operator_sessions;
+DROP TABLE operators;
