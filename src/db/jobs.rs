@@ -279,7 +279,13 @@ fn filtered<'a>(
     q
 }
 
-/// One page of an e-shop's jobs, newest first, and the total count.
+/// How far past the requested page a list counts its matches: a list's `totalCount` is
+/// exact while the matches end within this many rows after the page, and otherwise says
+/// `offset + limit + COUNT_AHEAD` (a lower bound), so counting never scans a whole history.
+pub const COUNT_AHEAD: i64 = 10_000;
+
+/// One page of an e-shop's jobs, newest first, and their count, exact up to
+/// [`COUNT_AHEAD`] rows past the page (read through the same index as the page).
 pub fn list(
     conn: &mut DbConnection,
     eshop_id: i64,
@@ -289,9 +295,12 @@ pub fn list(
     now: Micros,
     cutoff: Micros,
 ) -> StoreResult<(Vec<Job>, i64)> {
-    let total: i64 = filtered(eshop_id, f, now, cutoff)
-        .select(count_star())
-        .first(conn)?;
+    let counted: Vec<String> = filtered(eshop_id, f, now, cutoff)
+        .order((jobs::creation_time.desc(), jobs::id.desc()))
+        .select(jobs::id)
+        .limit(offset + limit + COUNT_AHEAD)
+        .load(conn)?;
+    let total = counted.len() as i64;
     let items = filtered(eshop_id, f, now, cutoff)
         .order((jobs::creation_time.desc(), jobs::id.desc()))
         .offset(offset)

@@ -28,3 +28,7 @@ CREATE TABLE node_heartbeats (
     minutes TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX node_heartbeats_at ON node_heartbeats (heartbeat_at);
+
+-- The jobs list filtered by status (`GET /api/system/jobs?status=…`) reads one e-shop's jobs
+-- of that status newest first through this index, instead of every job of the e-shop.
+CREATE INDEX jobs_eshop_status ON jobs (eshop_id, status, creation_time, id);
