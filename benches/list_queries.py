@@ -59,7 +59,7 @@ else:
     url = f"{server}/{name}"
     env = dict(os.environ, JOBLINE_DATABASE_URL=url)
     run(["migrate"])
-    sql = f"{COLUMNS} {row('i', 'lpad(i::text, 7, %s)' % repr('0'))} FROM generate_series(1, {n}) AS s(i); ANALYZE jobs;"
+    sql = f"{COLUMNS} {row('i', 'lpad(i::text, 7, %s)' % repr('0'))} FROM generate_series(1::bigint, {n}) AS s(i); ANALYZE jobs;"
     seed = ["psql", url, "-qc", sql]
 t = time.time()
 subprocess.run(seed, check=True)
@@ -68,7 +68,8 @@ token = run(["eshop", "add", "1"]).stdout.strip().splitlines()[-1]
 operator = run(["operator", "add", "bench"]).stdout.strip().splitlines()[-1]
 env.update(JOBLINE_BIND=f"127.0.0.1:{port}", JOBLINE_RATE_LIMIT_CAPACITY="0", RUST_LOG="warn",
            JOBLINE_QUEUES__SNAPSHOTS__WORKERS="0", JOBLINE_QUEUES__IMAGES__WORKERS="0")
-server_proc = subprocess.Popen([binary, "serve"], cwd=folder, env=env, stdout=subprocess.DEVNULL)
+server_proc = subprocess.Popen([binary, "serve"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
 base = f"http://127.0.0.1:{port}"
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -80,9 +81,9 @@ def fetch(path, headers=None, data=None):
     req = urllib.request.Request(base + path, headers=headers or {}, data=data)
     try:
         with opener.open(req) as r:
-            return r.status, dict(r.headers), r.read()
+            return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, e.headers, e.read()
 
 for _ in range(100):
     try:
@@ -95,7 +96,8 @@ status, headers, body = fetch("/dashboard/login")
 csrf = re.search(rb'name="csrf" value="([0-9a-f]+)"', body).group(1).decode()
 form = urllib.parse.urlencode({"token": operator, "csrf": csrf}).encode()
 status, headers, _ = fetch("/dashboard/login", {"Cookie": f"jobline_login={csrf}"}, form)
-session = re.search(r"jobline_session=([0-9a-f]+)", headers["Set-Cookie"]).group(1)
+assert status == 303, (status, headers)
+session = re.search(r"jobline_session=([0-9a-f]+)", " ".join(headers.get_all("Set-Cookie"))).group(1)
 dash = {"Cookie": f"jobline_session={session}"}
 api = {"Authorization": f"Bearer {token}"}
 
@@ -122,6 +124,7 @@ cases = [
     ("GET /dashboard/jobs?q=1&status=failed", dash),
     (f"GET /dashboard/jobs?q={one}", dash),
     ("GET /dashboard/jobs?status=pending", dash),
+    ("GET /dashboard/jobs?status=failed", dash),
     (f"GET /dashboard/jobs/{one}", dash),
     ("GET /dashboard/webhooks", dash),
 ]

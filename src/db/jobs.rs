@@ -219,7 +219,7 @@ pub struct JobFilter {
     pub completion_to: Option<Micros>,
 }
 
-pub(crate) type JobPredicate = Box<
+type JobPredicate = Box<
     dyn BoxableExpression<
         jobs::table,
         super::connection::MultiBackend,
@@ -228,7 +228,7 @@ pub(crate) type JobPredicate = Box<
 >;
 
 /// The SQL condition for one client-visible status at `now`.
-pub(crate) fn status_predicate(st: JobStatus, now: Micros) -> JobPredicate {
+fn status_predicate(st: JobStatus, now: Micros) -> JobPredicate {
     match st {
         JobStatus::Completed => Box::new(
             jobs::status
@@ -250,10 +250,19 @@ fn filtered<'a>(
     now: Micros,
     cutoff: Micros,
 ) -> jobs::BoxedQuery<'a, super::connection::MultiBackend> {
-    let mut q = jobs::table
+    let q = jobs::table
         .filter(jobs::eshop_id.eq(eshop_id))
         .into_boxed()
         .filter(retained(cutoff));
+    with_filter(q, f, now)
+}
+
+/// Adds the jobs list's filters to a query (statuses as the client sees them at `now`).
+pub(crate) fn with_filter<'a>(
+    mut q: jobs::BoxedQuery<'a, super::connection::MultiBackend>,
+    f: &JobFilter,
+    now: Micros,
+) -> jobs::BoxedQuery<'a, super::connection::MultiBackend> {
     if let Some((first, rest)) = f.statuses.split_first() {
         let mut any = status_predicate(*first, now);
         for st in rest {

@@ -1,11 +1,8 @@
 //! The operator dashboard over HTTP: who may look (sessions, sign-in failures, CSRF, expiry,
-//! e-shop and operator tokens kept apart), the pages and the actions, and the operator
-//! commands of the binary.
+//! e-shop and operator tokens kept apart), the pages and the actions.
 
-use crate::common::node::BIN;
-use crate::common::{eventually, set_workers, Backend, TestApp, TestDb};
+use crate::common::{eventually, set_workers, Backend, TestApp};
 use crate::on_both_backends;
-use std::process::Command;
 use std::time::Duration;
 
 /// A browser-like client of the dashboard: keeps the session cookie by hand (no cookie
@@ -353,55 +350,3 @@ on_both_backends!(
     sessions_expire,
     pages_list_search_and_bulk_kill,
 );
-
-fn jobline(db_url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env("JOBLINE_DATABASE_URL", db_url)
-        .env_remove("JOBLINE_CONFIG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap()
-}
-
-#[test]
-fn operator_commands() {
-    let db = TestDb::new(Backend::Sqlite);
-    let out = jobline(&db.url, &["operator", "add", "alice"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let token = stdout.lines().last().unwrap().to_string();
-    assert!(token.starts_with("jlop_"), "{stdout}");
-    let again = jobline(&db.url, &["operator", "add", "alice"]);
-    assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
-
-    let list = String::from_utf8(jobline(&db.url, &["operator", "list"]).stdout).unwrap();
-    assert!(list.starts_with("alice\t"), "{list}");
-    assert!(!list.contains(&token));
-
-    let mut conn = db.connect();
-    let hash = jobline::model::ids::token_hash(&token);
-    let now = jobline::model::time::now();
-    jobline::db::operators::sign_in(&mut conn, &hash, "s1", "c1", now, now + 1_000_000_000)
-        .expect("the printed token signs in");
-
-    assert!(jobline(&db.url, &["operator", "remove", "alice"])
-        .status
-        .success());
-    assert_eq!(
-        jobline(&db.url, &["operator", "remove", "alice"])
-            .status
-            .code(),
-        Some(1)
-    );
-    let session =
-        jobline::db::operators::session(&mut conn, &jobline::model::ids::token_hash("s1"), now);
-    assert!(session.is_err(), "removing an operator ends its sessions");
-    let list = String::from_utf8(jobline(&db.url, &["operator", "list"]).stdout).unwrap();
-    assert!(list.is_empty(), "{list}");
-}

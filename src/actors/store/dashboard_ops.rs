@@ -134,7 +134,7 @@ impl ReadOp for ReadOverview {
     }
 }
 
-/// One page of every e-shop's jobs with a bounded count.
+/// One page of every e-shop's jobs, with a bounded count when searching an e-shop or job.
 pub struct ListAllJobs {
     /// The API's filters.
     pub filter: JobFilter,
@@ -151,7 +151,7 @@ pub struct ListAllJobs {
 }
 
 impl ReadOp for ListAllJobs {
-    type Output = (Vec<Job>, Bounded);
+    type Output = (Vec<Job>, Option<Bounded>);
     fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         dashboard::list_jobs(
             conn,

@@ -46,7 +46,7 @@ pub(crate) async fn list(
                 })
                 .await?
         }
-        None => (Vec::new(), Default::default()),
+        None => (Vec::new(), None),
     };
     let more = jobs.len() as i64 > PER_PAGE && page < MAX_PAGE;
     let zone = state.config.timezone;
@@ -91,7 +91,9 @@ pub(crate) async fn list(
         @if search.is_none() {
             p.error { "Search for a job id (7 letters and digits) or an e-shop id (a number)." }
         }
-        p.meta { (total) " jobs match" @if total.more { " (counted up to " (total.n) ")" } "." }
+        @if let Some(total) = total {
+            p.meta { (total) " jobs match" @if total.more { " (counted up to " (total.n) ")" } "." }
+        }
         @if let Some(eshop) = eshop {
             form.bulk method="post" action="/dashboard/jobs/kill-pending" {
                 (csrf_field(&operator))
