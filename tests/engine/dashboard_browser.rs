@@ -103,6 +103,14 @@ async fn scenario(backend: Backend) {
     b.click(&b.wait_for("form.signin button", WAIT).await).await;
     b.wait_for_text("Nodes alive (1)", WAIT).await;
     b.wait_for_text("snapshots", WAIT).await;
+    b.wait_for_text("0 completed, 1 failed or killed", WAIT)
+        .await;
+    assert_eq!(
+        b.run("return document.querySelectorAll('svg.chart rect.bad[height=\"60\"]').length")
+            .await,
+        json!(1),
+        "the images job that failed is this minute's bar"
+    );
     save(&b, "dashboard-overview.png").await;
 
     b.goto(&t.url("/dashboard/jobs")).await;

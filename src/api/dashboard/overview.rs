@@ -33,7 +33,17 @@ pub(crate) async fn page(state: web::Data<AppState>, operator: Operator) -> Dash
         .iter()
         .filter(|n| n.heartbeat_at >= alive_since)
         .collect();
-    let per_minute = per_minute(&overview.nodes, now / (60 * time::SECOND));
+    let now_minute = now / (60 * time::SECOND);
+    // This node's own counts are read from memory: fresher than its last heartbeat.
+    let mut nodes = overview.nodes.clone();
+    nodes.retain(|n| n.node != state.node);
+    nodes.push(NodeBeat {
+        node: state.node.clone(),
+        started_at: 0,
+        heartbeat_at: now,
+        minutes: state.metrics.minutes.encode(now_minute),
+    });
+    let per_minute = per_minute(&nodes, now_minute);
     let w = &overview.webhooks;
     let body = markup! {
         div data-live {
@@ -127,7 +137,11 @@ fn chart(counts: &[(u64, u64)]) -> Markup {
                 }
             }
         }
-        p.meta { "Last hour: " (total.0) " completed, " (total.1) " failed or killed; peak " (max as u64) " per minute." }
+        p.meta {
+            "Last hour: " (total.0) " completed, " (total.1) " failed or killed"
+            @if total.0 + total.1 > 0 { "; peak " (max as u64) " per minute" }
+            "."
+        }
     }
 }
 
