@@ -3,7 +3,39 @@
 
 use crate::common::{eventually, set_workers, Backend, TestApp};
 use crate::on_both_backends;
+use serde_json::json;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A webhook receiver that answers the status held in `code` and counts the deliveries.
+pub fn receiver(code: Arc<AtomicU16>) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = actix_web::HttpServer::new(move || {
+        let (seen, code) = (seen.clone(), code.clone());
+        actix_web::App::new().default_service(actix_web::web::to(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let status = code.load(Ordering::SeqCst);
+            async move {
+                actix_web::HttpResponse::build(
+                    actix_web::http::StatusCode::from_u16(status).unwrap(),
+                )
+                .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_rt::spawn(server);
+    (format!("http://{addr}/hook"), hits)
+}
 
 /// A browser-like client of the dashboard: keeps the session cookie by hand (no cookie
 /// store, so every test sees exactly what the server set).
@@ -342,7 +374,136 @@ async fn pages_list_search_and_bulk_kill(backend: Backend) {
     );
 }
 
+/// The status of the only notification of a job, as the API lists it.
+async fn notification_of(t: &TestApp, job: &str) -> (String, String) {
+    let a = t.get("/api/webhooks/notifications").await;
+    let n = a.body["data"]["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["eventInstance"] == job)
+        .cloned()
+        .unwrap_or_default();
+    (
+        n["id"].as_str().unwrap_or("").to_string(),
+        n["status"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+async fn webhook_actions(backend: Backend) {
+    let code = Arc::new(AtomicU16::new(500));
+    let (hook, hits) = receiver(code.clone());
+    let t = TestApp::spawn_with(backend, |c| {
+        c.allow_private_targets = true;
+        c.webhook_retry_schedule = vec![Duration::from_millis(50)];
+    })
+    .await;
+    let a = t
+        .post(
+            "/api/webhooks",
+            json!({"data": [{"event": "job:finished", "url": hook}]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let webhook = a.body["data"]["webhooks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = t.submit_snapshot("").await;
+    t.wait_finished(&job).await;
+    eventually(Duration::from_secs(20), "the delivery fails", || async {
+        notification_of(&t, &job).await.1 == "failed"
+    })
+    .await;
+    let d = t.sign_in().await;
+    let page = text(&t.dash_get(&d.session, "/dashboard/webhooks").await);
+    assert!(
+        page.contains("0 % of 1") && page.contains("Redeliver failed"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td class=\"error\">20"),
+        "the last error, with its time: {page}"
+    );
+
+    code.store(200, Ordering::SeqCst);
+    let path = format!("/dashboard/webhooks/{webhook}/redeliver-failed");
+    let confirm = t.dash_post(&d.session, &path, &[("csrf", &d.csrf)]).await;
+    assert!(text(&confirm).contains("<strong class=\"count\">1</strong>"));
+    assert_eq!(
+        notification_of(&t, &job).await.1,
+        "failed",
+        "not before confirming"
+    );
+    let done = t
+        .dash_post(&d.session, &path, &[("csrf", &d.csrf), ("confirm", "1")])
+        .await;
+    assert!(text(&done).contains("<strong class=\"count\">1</strong>"));
+    eventually(
+        Duration::from_secs(20),
+        "the redelivery succeeds",
+        || async { notification_of(&t, &job).await.1 == "success" },
+    )
+    .await;
+
+    // One notification again, from the job's page.
+    let (id, _) = notification_of(&t, &job).await;
+    let before = hits.load(Ordering::SeqCst);
+    let again = t
+        .dash_post(
+            &d.session,
+            &format!("/dashboard/notifications/{id}/redeliver"),
+            &[("csrf", &d.csrf), ("eshop", "1"), ("back", &job)],
+        )
+        .await;
+    assert_eq!(again.status, 303);
+    assert_eq!(
+        again.header("location"),
+        Some(format!("/dashboard/jobs/{job}"))
+    );
+    eventually(Duration::from_secs(20), "one more delivery", || async {
+        hits.load(Ordering::SeqCst) > before
+    })
+    .await;
+
+    // 410 disables the webhook; the dashboard turns it back on.
+    code.store(410, Ordering::SeqCst);
+    let second = t.submit_snapshot("").await;
+    t.wait_finished(&second).await;
+    eventually(
+        Duration::from_secs(20),
+        "the webhook is disabled",
+        || async {
+            t.get(&format!("/api/webhooks/{webhook}")).await.body["data"]["active"] == false
+        },
+    )
+    .await;
+    let page = text(&t.dash_get(&d.session, "/dashboard/webhooks").await);
+    assert!(
+        page.contains("disabled") && page.contains("Re-enable"),
+        "{page}"
+    );
+    let enable = format!("/dashboard/webhooks/{webhook}/enable");
+    assert_eq!(
+        t.dash_post(&d.session, &enable, &[("csrf", "no")])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        t.dash_post(&d.session, &enable, &[("csrf", &d.csrf)])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        t.get(&format!("/api/webhooks/{webhook}")).await.body["data"]["active"],
+        true
+    );
+}
+
 on_both_backends!(
+    webhook_actions,
     every_dashboard_url_needs_a_session,
     sign_in_failures_and_cookie_flags,
     the_cookie_is_secure_behind_https,

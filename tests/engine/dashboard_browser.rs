@@ -5,10 +5,10 @@
 
 use crate::common::browser::{self, Browser};
 use crate::common::{Backend, TestApp};
+use crate::dashboard::receiver;
 use crate::on_both_backends;
 use serde_json::json;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,28 +16,6 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(150);
 /// How long one page may take to show what the test waits for.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A webhook receiver that answers 200 and counts deliveries.
-fn receiver() -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let seen = hits.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = actix_web::HttpServer::new(move || {
-        let seen = seen.clone();
-        actix_web::App::new().default_service(actix_web::web::to(move || {
-            seen.fetch_add(1, Ordering::SeqCst);
-            async { actix_web::HttpResponse::Ok().finish() }
-        }))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_rt::spawn(server);
-    (format!("http://{addr}/hook"), hits)
-}
 
 async fn save(b: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("JOBLINE_SCREENSHOTS") {
@@ -63,7 +41,7 @@ async fn an_operator_kills_a_job_in_a_browser(backend: Backend) {
 }
 
 async fn scenario(backend: Backend) {
-    let (hook, hits) = receiver();
+    let (hook, hits) = receiver(Arc::new(AtomicU16::new(200)));
     let t = TestApp::spawn_with(backend, |c| c.allow_private_targets = true).await;
     let a = t
         .post(

@@ -30,6 +30,14 @@ pub(crate) struct ActionForm {
     confirm: Option<String>,
 }
 
+impl ActionForm {
+    /// The e-shop the form names.
+    fn eshop(&self) -> Result<i64, DashError> {
+        self.eshop
+            .ok_or_else(|| DashError::BadRequest("The form names no e-shop.".into()))
+    }
+}
+
 fn job_cutoff(state: &AppState) -> Micros {
     time::now() - time::micros(state.config.job_retention)
 }
@@ -80,9 +88,7 @@ pub(crate) async fn redeliver(
     form: web::Form<ActionForm>,
 ) -> DashResult {
     check_csrf(&operator, &form.csrf)?;
-    let eshop_id = form
-        .eshop
-        .ok_or_else(|| DashError::BadRequest("The form names no e-shop.".into()))?;
+    let eshop_id = form.eshop()?;
     let id = id.into_inner();
     state
         .store
@@ -136,9 +142,7 @@ pub(crate) async fn kill_pending(
     form: web::Form<ActionForm>,
 ) -> DashResult {
     check_csrf(&operator, &form.csrf)?;
-    let eshop_id = form
-        .eshop
-        .ok_or_else(|| DashError::BadRequest("The form names no e-shop.".into()))?;
+    let eshop_id = form.eshop()?;
     let what = format!("kill the pending jobs of e-shop {eshop_id}");
     bulk(
         &state,
