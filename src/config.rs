@@ -49,6 +49,10 @@ pub struct Config {
     pub webhook_workers: usize,
     /// Whether outbound requests may reach loopback, private and other non-public addresses.
     pub allow_private_targets: bool,
+    /// The HTTP proxy webhook deliveries and image downloads go through (`http://host:port`,
+    /// credentials allowed). Unset: they connect directly, and the environment's proxy
+    /// variables (`HTTP_PROXY`, …) are ignored so that nothing bypasses the address guard.
+    pub outbound_proxy: Option<String>,
     /// Longest time one image download may take (connecting, redirects and the body): a
     /// slow source fails only its own image (`download-timeout`), never the whole job.
     /// The default keeps the worst request (100 slow images, 4 at a time: 25 rounds of
@@ -65,6 +69,14 @@ pub struct Config {
     pub rate_limit_capacity: u32,
     /// Leaky bucket drain per second.
     pub rate_limit_refill_per_sec: u32,
+    /// Buckets kept in memory at most (per node); the least recently used is forgotten
+    /// first. About 100 bytes each.
+    pub rate_limit_max_buckets: usize,
+    /// How long a request body may take to arrive, from the end of the request head; a
+    /// slower one is answered 408 and its connection closed, so a client trickling a body
+    /// cannot hold a connection (the head itself has actix-web's 5 s).
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
     /// Running jobs of one e-shop per queue at most: fairness between e-shops.
     pub max_running_per_eshop: u32,
     /// How long a claimed job's lease lasts without renewal.
@@ -137,11 +149,14 @@ impl Default for Config {
                 .collect(),
             webhook_workers: 16,
             allow_private_targets: false,
+            outbound_proxy: None,
             image_download_timeout: Duration::from_secs(20),
             image_max_bytes: 20 * 1024 * 1024,
             image_download_concurrency: 4,
             rate_limit_capacity: 200,
             rate_limit_refill_per_sec: 10,
+            rate_limit_max_buckets: 100_000,
+            body_read_timeout: Duration::from_secs(30),
             max_running_per_eshop: 2,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
@@ -192,6 +207,18 @@ impl Config {
         if self.dashboard_session_ttl.is_zero() {
             return bad("dashboard_session_ttl", "must be above zero");
         }
+        if let Some(proxy) = &self.outbound_proxy {
+            let valid = url::Url::parse(proxy).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !valid || reqwest::Proxy::all(proxy).is_err() {
+                return bad(
+                    "outbound_proxy",
+                    "must be a URL like http://proxy.internal:3128",
+                );
+            }
+        }
         if crate::db::Backend::from_url(&self.database_url).is_err() {
             return bad("database_url", "must start with sqlite:// or postgres://");
         }
@@ -200,6 +227,7 @@ impl Config {
             ("query_actors", self.query_actors),
             ("write_batch_max", self.write_batch_max),
             ("webhook_workers", self.webhook_workers),
+            ("rate_limit_max_buckets", self.rate_limit_max_buckets),
             ("max_running_per_eshop", self.max_running_per_eshop as usize),
             ("max_attempts", self.max_attempts as usize),
             (
@@ -230,6 +258,7 @@ impl Config {
             ("webhook_timeout", self.webhook_timeout),
             ("poll_interval", self.poll_interval),
             ("image_download_timeout", self.image_download_timeout),
+            ("body_read_timeout", self.body_read_timeout),
         ] {
             if d.is_zero() {
                 return bad(key, "must be longer than zero");
@@ -385,6 +414,8 @@ mod tests {
             assert_eq!(c.image_download_timeout, Duration::from_secs(20));
             assert_eq!(c.image_max_bytes, 20 * 1024 * 1024);
             assert_eq!(c.image_download_concurrency, 4);
+            assert_eq!(c.body_read_timeout, Duration::from_secs(30));
+            assert_eq!(c.outbound_proxy, None);
             // The slowest images request (100 sources that all time out) still ends
             // before the images queue's max_run_time kills it.
             let rounds = 100u32.div_ceil(c.image_download_concurrency as u32);
@@ -448,6 +479,18 @@ mod tests {
             jail.set_env("JOBLINE_IMAGE_DOWNLOAD_TIMEOUT", "0s");
             let e = Config::load(None).unwrap_err();
             assert!(e.contains("image_download_timeout"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_OUTBOUND_PROXY", "socks5://proxy:1080");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("outbound_proxy"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_BODY_READ_TIMEOUT", "0s");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("body_read_timeout"), "{e}");
             Ok(())
         });
         Jail::expect_with(|jail| {

@@ -14,7 +14,8 @@ pub enum StoreError {
     InvalidState(&'static str),
     /// The database failed; the text is for the log only.
     Database(String),
-    /// The actor that should answer is gone (shutting down or crashed).
+    /// The database cannot be reached (a lost connection, being replaced), or the actor
+    /// that should answer is gone (shutting down): worth retrying later.
     Unavailable,
 }
 
@@ -34,16 +35,23 @@ impl std::error::Error for StoreError {}
 
 impl From<diesel::result::Error> for StoreError {
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::DatabaseErrorKind::{ClosedConnection, UnableToSendCommand};
         match e {
             diesel::result::Error::NotFound => StoreError::NotFound,
+            diesel::result::Error::DatabaseError(ClosedConnection | UnableToSendCommand, _) => {
+                log::warn!("database connection lost: {e}");
+                StoreError::Unavailable
+            }
             other => StoreError::Database(other.to_string()),
         }
     }
 }
 
+/// No pooled connection could be had in time: the database is unreachable.
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
-        StoreError::Database(e.to_string())
+        log::warn!("no database connection: {e}");
+        StoreError::Unavailable
     }
 }
 

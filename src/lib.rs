@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod faults;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
@@ -41,11 +42,12 @@ pub struct App {
     pub operator_token: Option<String>,
     /// Points where tests can hold running jobs.
     pub breakpoints: Arc<jobs::Breakpoints>,
+    /// Points where tests make a write op or an actor fail.
+    pub faults: Arc<faults::FailurePoints>,
     server: ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     supervisor: Addr<Supervisor>,
     _single_node_lock: Option<std::fs::File>,
-    _listener: Option<actors::pg_listener::PgListener>,
 }
 
 impl App {
@@ -119,14 +121,17 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         recover_previous_run(&mut writer_conn, &config)?;
     }
     let pool = db::connect(&backend, config.db_pool_size)?;
-    let store = Store {
-        writer: StoreWriter::start(writer_conn, config.write_batch_max),
-        reader: QueryActor::start_pool(pool, config.query_actors),
-    };
+    let faults = Arc::new(faults::FailurePoints::default());
+    let store = Store::new(
+        StoreWriter::start(
+            writer_conn,
+            backend.clone(),
+            config.write_batch_max,
+            faults.clone(),
+        ),
+        QueryActor::start_pool(pool, config.query_actors),
+    );
     let events = Arc::new(Events::default());
-    let listener_thread = backend
-        .is_postgres()
-        .then(|| actors::pg_listener::PgListener::start(backend.clone(), events.clone()));
     let registry = jobs::Registry::standard();
     let metrics = Arc::new(metrics::Metrics::new());
     let breakpoints = Arc::new(jobs::Breakpoints::default());
@@ -144,15 +149,24 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         started_at: model::time::now(),
     }
     .start();
-    let supervisor = Supervisor::new(actors::Shared {
-        store: store.clone(),
-        config: config.clone(),
-        events: events.clone(),
-        registry: registry.clone(),
-        breakpoints: breakpoints.clone(),
-        metrics: metrics.clone(),
-        node: node.clone(),
-    })
+    let backend_name = if backend.is_postgres() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let supervisor = Supervisor::new(
+        actors::Shared {
+            store: store.clone(),
+            config: config.clone(),
+            events: events.clone(),
+            registry: registry.clone(),
+            breakpoints: breakpoints.clone(),
+            faults: faults.clone(),
+            metrics: metrics.clone(),
+            node: node.clone(),
+        },
+        backend,
+    )
     .start();
     let state = actix_web::web::Data::new(api::AppState {
         store,
@@ -162,14 +176,11 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         metrics,
         tokens: api::auth::TokenCache::default(),
         node,
-        backend: if backend.is_postgres() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
+        backend: backend_name,
         limiter: api::rate_limit::RateLimiter::new(
             config.rate_limit_capacity,
             config.rate_limit_refill_per_sec,
+            config.rate_limit_max_buckets,
         ),
     });
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -178,6 +189,10 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             .app_data(state.clone())
             .configure(api::configure)
     })
+    // A response's head and body leave in separate writes; with Nagle's algorithm the
+    // second waits for the ACK of the first, which a client on a kept-alive connection
+    // delays by up to 40 ms: every download after the first on a connection stalled.
+    .tcp_nodelay(true)
     .listen(listener)
     .map_err(|e| format!("cannot listen: {e}"))?
     .disable_signals()
@@ -190,11 +205,11 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         demo_token,
         operator_token,
         breakpoints,
+        faults,
         server: handle,
         server_task,
         supervisor,
         _single_node_lock: lock,
-        _listener: listener_thread,
     })
 }
 

@@ -24,7 +24,8 @@ pub struct StopJob {
 /// The hub: queues register here; writers and handlers signal through it.
 pub struct Events {
     queues: Mutex<HashMap<String, Recipient<Wake>>>,
-    stoppers: Mutex<Vec<Recipient<StopJob>>>,
+    /// By queue name: a restarted queue replaces its predecessor.
+    stoppers: Mutex<HashMap<String, Recipient<StopJob>>>,
     ended: broadcast::Sender<String>,
     /// The webhook dispatcher, once started.
     webhooks: Mutex<Option<Recipient<Wake>>>,
@@ -42,13 +43,16 @@ impl Default for Events {
 }
 
 impl Events {
-    /// Registers a queue under its name.
+    /// Registers a queue under its name (again when the queue was restarted).
     pub fn register_queue(&self, name: &str, wake: Recipient<Wake>, stop: Recipient<StopJob>) {
         self.queues
             .lock()
             .expect("events lock")
             .insert(name.to_string(), wake);
-        self.stoppers.lock().expect("events lock").push(stop);
+        self.stoppers
+            .lock()
+            .expect("events lock")
+            .insert(name.to_string(), stop);
     }
 
     /// Wakes one queue.
@@ -67,7 +71,7 @@ impl Events {
 
     /// Stops a job on this node if one of its queues runs it.
     pub fn stop_job(&self, id: &str) {
-        for r in self.stoppers.lock().expect("events lock").iter() {
+        for r in self.stoppers.lock().expect("events lock").values() {
             r.do_send(StopJob { id: id.to_string() });
         }
     }

@@ -1,12 +1,11 @@
 //! The janitor: every second, one maintenance pass (lost leases, result expiry,
 //! retention), in bounded batches; on PostgreSQL only on the node holding the lock.
 
-use super::events::Events;
-use super::store::{Maintain, Store};
-use crate::config::Config;
+use super::store::Maintain;
+use super::Shared;
+use crate::faults::FailurePoint;
 use crate::model::time;
 use actix::prelude::*;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How often maintenance runs.
@@ -17,22 +16,17 @@ pub const BATCH: i64 = 500;
 
 /// The maintenance actor.
 pub struct Janitor {
-    /// Persistence.
-    pub store: Store,
-    /// Configuration.
-    pub config: Arc<Config>,
-    /// To wake queues when jobs came back to `pending`.
-    pub events: Arc<Events>,
+    /// Persistence, configuration, and the events to wake queues when jobs came back to
+    /// `pending`.
+    shared: Shared,
     busy: bool,
 }
 
 impl Janitor {
     /// A janitor; it starts working when started.
-    pub fn new(store: Store, config: Arc<Config>, events: Arc<Events>) -> Janitor {
+    pub fn new(shared: Shared) -> Janitor {
         Janitor {
-            store,
-            config,
-            events,
+            shared,
             busy: false,
         }
     }
@@ -41,17 +35,21 @@ impl Janitor {
         if self.busy {
             return;
         }
+        self.shared
+            .faults
+            .panic_if_armed(FailurePoint::JanitorPanics);
         self.busy = true;
+        let config = &self.shared.config;
         let now = time::now();
         let op = Maintain {
-            max_attempts: self.config.max_attempts as i32,
-            zone: self.config.timezone,
-            job_cutoff: now - time::micros(self.config.job_retention),
-            notification_cutoff: now - time::micros(self.config.notification_retention),
+            max_attempts: config.max_attempts as i32,
+            zone: config.timezone,
+            job_cutoff: now - time::micros(config.job_retention),
+            notification_cutoff: now - time::micros(config.notification_retention),
             batch: BATCH,
             recover_all_running: false,
         };
-        let store = self.store.clone();
+        let store = self.shared.store.clone();
         async move { store.write(op).await }
             .into_actor(self)
             .map(|done, act, _| {
@@ -59,7 +57,7 @@ impl Janitor {
                 match done {
                     Ok(m) if m.recovered > 0 => {
                         log::info!("took back {} jobs whose lease had ended", m.recovered);
-                        act.events.wake_all();
+                        act.shared.events.wake_all();
                     }
                     Ok(_) => {}
                     Err(e) => log::error!("maintenance failed: {e}"),

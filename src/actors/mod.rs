@@ -29,6 +29,8 @@ pub struct Shared {
     pub registry: Registry,
     /// Points where tests can hold running jobs.
     pub breakpoints: Arc<Breakpoints>,
+    /// Points where tests make an actor panic.
+    pub faults: Arc<crate::faults::FailurePoints>,
     /// This node's counters and histograms (job durations, webhook attempts).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// This node's id: the owner of its leases.

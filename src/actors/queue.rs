@@ -10,6 +10,7 @@ use super::worker::{AbandonJob, HandBack, Worker, WorkerDone};
 use super::Shared;
 use crate::config::QueueSettings;
 use crate::db::jobs::ClaimedJob;
+use crate::faults::FailurePoint;
 use crate::model::time;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -42,11 +43,26 @@ pub struct Queue {
     /// Shared with the workers: while set they claim no next job.
     draining_flag: Arc<AtomicBool>,
     drained: Vec<oneshot::Sender<()>>,
+    /// The thread the workers run on (the supervisor's, kept across restarts).
+    arbiter: ArbiterHandle,
+}
+
+/// A queue that is gone (panicked) tells its workers to claim no next job: they finish
+/// what they run and stop, and the queue the supervisor starts in its place has its own.
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.draining_flag.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Queue {
-    /// A queue with its settings; workers start with the actor.
-    pub fn new(name: String, settings: QueueSettings, shared: Shared) -> Queue {
+    /// A queue with its settings; workers start with the actor, on `arbiter`.
+    pub fn new(
+        name: String,
+        settings: QueueSettings,
+        shared: Shared,
+        arbiter: ArbiterHandle,
+    ) -> Queue {
         Queue {
             name,
             settings,
@@ -59,6 +75,7 @@ impl Queue {
             draining: false,
             draining_flag: Arc::default(),
             drained: Vec::new(),
+            arbiter,
         }
     }
 
@@ -66,6 +83,7 @@ impl Queue {
         if self.draining || self.idle.is_empty() {
             return;
         }
+        self.shared.faults.panic_if_armed(FailurePoint::QueuePanics);
         if self.claiming {
             self.wake_again = true;
             return;
@@ -166,7 +184,6 @@ impl Actor for Queue {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let arbiter = Arbiter::new();
         let done = ctx.address().recipient::<WorkerDone>();
         for index in 0..self.settings.workers {
             let worker = Worker::new(
@@ -178,7 +195,7 @@ impl Actor for Queue {
                 self.shared.clone(),
             );
             self.workers
-                .push(Worker::start_in_arbiter(&arbiter.handle(), |_| worker));
+                .push(Worker::start_in_arbiter(&self.arbiter, |_| worker));
             self.idle.push(index);
         }
         self.shared.events.register_queue(

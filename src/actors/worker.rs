@@ -2,9 +2,11 @@
 //! caught, then the fenced completion. It can be told to drop the job (killed elsewhere,
 //! lease lost) or to hand it back at shutdown without spending the attempt.
 
-use super::store::{ClaimJobs, FinishJob, ReleaseJob};
+use super::store::{ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
 use super::Shared;
+use crate::db::backoff::Backoff;
 use crate::db::jobs::{log_line, ClaimedJob, Outcome};
+use crate::error::StoreResult;
 use crate::jobs::JobContext;
 use crate::model::time;
 use actix::prelude::*;
@@ -54,6 +56,9 @@ struct Current {
     finishing: bool,
     /// When this worker started the attempt (the job duration metric).
     started: Instant,
+    /// The store's count of `Unavailable` answers when the attempt started: if it moved
+    /// and the job failed, the failure may be the database's absence, not the job's.
+    unavailable_at_start: u64,
 }
 
 /// One worker of a queue's pool.
@@ -149,6 +154,7 @@ impl Worker {
             log,
             finishing: false,
             started: Instant::now(),
+            unavailable_at_start: self.shared.store.unavailable_answers(),
         });
     }
 
@@ -166,6 +172,17 @@ impl Worker {
             lease: time::micros(config.lease),
         });
         let status = outcome.status();
+        let outage = outcome == Outcome::Failed
+            && self.shared.store.unavailable_answers() != cur.unavailable_at_start;
+        let release = outage.then(|| ReleaseJob {
+            id: cur.job.id.clone(),
+            attempt: cur.job.attempt,
+            log: log_line(
+                &config.timezone,
+                time::now(),
+                "the database was unreachable during the attempt; handed back, the attempt is not counted",
+            ),
+        });
         let finish = FinishJob {
             id: cur.job.id.clone(),
             attempt: cur.job.attempt,
@@ -176,35 +193,72 @@ impl Worker {
             claim_next,
         };
         let store = self.shared.store.clone();
-        async move { store.write(finish).await }
-            .into_actor(self)
-            .map(move |written, act, ctx| {
-                let next = match written {
-                    Ok(finished) => {
-                        if finished.recorded {
-                            if let Some(cur) = &act.current {
-                                act.shared.events.job_ended(&cur.job.id);
-                                act.shared.metrics.job_finished(
-                                    &cur.job.endpoint,
-                                    status.as_str(),
-                                    cur.started.elapsed(),
-                                );
-                            }
-                        } else {
-                            log::info!("a stale attempt's completion was refused");
-                        }
-                        finished.next
-                    }
-                    Err(e) => {
-                        log::error!("recording a job's end failed (its lease will expire): {e}");
-                        None
-                    }
-                };
-                act.free(next.clone());
-                if let Some(job) = next {
-                    act.start(job, ctx);
+        let lease = config.lease;
+        let written = async move {
+            match release {
+                Some(release) => write_with_retries(&store, release, lease)
+                    .await
+                    .map(|_| None),
+                None => write_with_retries(&store, finish, lease).await.map(Some),
+            }
+        };
+        written.into_actor(self).map(move |written, act, ctx| {
+            let next = match written {
+                Ok(None) => {
+                    log::warn!("a job failed while the database was unreachable: handed back");
+                    None
                 }
-            })
+                Ok(Some(finished)) => {
+                    if finished.recorded {
+                        if let Some(cur) = &act.current {
+                            act.shared.events.job_ended(&cur.job.id);
+                            act.shared.metrics.job_finished(
+                                &cur.job.endpoint,
+                                status.as_str(),
+                                cur.started.elapsed(),
+                            );
+                        }
+                    } else {
+                        log::info!("a stale attempt's completion was refused");
+                    }
+                    finished.next
+                }
+                Err(e) => {
+                    log::error!(
+                        "recording a job's end failed for good (its lease will expire): {e}"
+                    );
+                    None
+                }
+            };
+            act.free(next.clone());
+            if let Some(job) = next {
+                act.start(job, ctx);
+            }
+        })
+    }
+}
+
+/// Writes a job's end (or its hand-back), again and again with backoff while the database
+/// cannot be reached, for up to one `lease`: the lease may still hold, so the finished work
+/// is kept. Sending it twice is safe: both writes are fenced by attempt, so a second one
+/// that finds the first committed is refused, and only one `job:finished` exists. After
+/// that the lease takes the job back as usual.
+async fn write_with_retries<M: WriteOp + Clone>(
+    store: &Store,
+    op: M,
+    lease: Duration,
+) -> StoreResult<M::Output> {
+    let give_up = Instant::now() + lease;
+    let mut backoff = Backoff::default();
+    loop {
+        match store.write(op.clone()).await {
+            Err(e) if Instant::now() < give_up => {
+                let delay = backoff.next_delay();
+                log::warn!("recording the end of a job failed ({e}); again in {delay:?}");
+                tokio::time::sleep(delay).await;
+            }
+            written => return written,
+        }
     }
 }
 

@@ -74,6 +74,25 @@ fn invalid_token() -> ApiError {
     )
 }
 
+/// The e-shop of a token hash, from the cache or the database; `None` when no e-shop has
+/// that token. Only tokens that resolve are cached, so made-up tokens cannot fill the cache.
+pub async fn resolve(state: &AppState, hash: &str) -> Result<Option<i64>, StoreError> {
+    if let Some(eshop_id) = state.tokens.get(hash) {
+        return Ok(Some(eshop_id));
+    }
+    let read = Authenticate {
+        token_hash: hash.to_string(),
+    };
+    match state.store.read(read).await {
+        Ok(eshop_id) => {
+            state.tokens.put(hash.to_string(), eshop_id);
+            Ok(Some(eshop_id))
+        }
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl FromRequest for Tenant {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Tenant, ApiError>>;
@@ -84,22 +103,9 @@ impl FromRequest for Tenant {
         Box::pin(async move {
             let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("no application state"))?;
-            let hash = token_hash(&token);
-            if let Some(eshop_id) = state.tokens.get(&hash) {
-                return Ok(Tenant { eshop_id });
-            }
-            match state
-                .store
-                .read(Authenticate {
-                    token_hash: hash.clone(),
-                })
-                .await
-            {
-                Ok(eshop_id) => {
-                    state.tokens.put(hash, eshop_id);
-                    Ok(Tenant { eshop_id })
-                }
-                Err(StoreError::NotFound) => Err(invalid_token()),
+            match resolve(&state, &token_hash(&token)).await {
+                Ok(Some(eshop_id)) => Ok(Tenant { eshop_id }),
+                Ok(None) => Err(invalid_token()),
                 Err(e) => Err(e.into()),
             }
         })

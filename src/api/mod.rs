@@ -2,7 +2,9 @@
 //! translate a REST call into messages to the actors and the replies into the envelope.
 
 pub mod auth;
+mod body_deadline;
 mod dashboard;
+mod endpoint;
 pub mod envelope;
 pub mod error;
 mod health;
@@ -23,6 +25,7 @@ use crate::jobs::Registry;
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
+use endpoint::endpoint;
 use error::ApiError;
 use std::sync::Arc;
 
@@ -56,78 +59,62 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     ))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "This endpoint does not answer that method.",
-    ))
-}
-
-/// A resource whose unsupported methods answer 405 in the envelope.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
 /// Registers every route on an actix-web `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
+            .wrap(from_fn(body_deadline::enforce))
             .wrap(from_fn(params::reject_nul_in_path))
             .wrap(from_fn(rate_limit::limit))
+            .wrap(from_fn(error::envelope_foreign_errors))
             .wrap(from_fn(envelope::with_request_id))
+            .wrap(from_fn(endpoint::head_without_body))
             // Outermost: counts every answer, the rate limiter's 429s included.
             .wrap(from_fn(metrics::record))
-            .service(resource("/metrics").route(web::get().to(metrics::scrape)))
-            .service(resource("/healthz").route(web::get().to(health::healthz)))
-            .service(resource("/readyz").route(web::get().to(health::readyz)))
-            .service(resource("/api-results/{file}").route(web::get().to(results::download)))
-            .service(resource("/api/products/snapshot").route(web::get().to(snapshot::submit)))
+            .service(endpoint("/metrics").get(metrics::scrape))
+            .service(endpoint("/healthz").get(health::healthz))
+            .service(endpoint("/readyz").get(health::readyz))
+            .service(endpoint("/api-results/{file}").get(results::download))
+            // A snapshot is submitted by GET; HEAD must not submit one.
+            .service(endpoint("/api/products/snapshot").get_without_head(snapshot::submit))
             .service(
-                resource("/api/products")
-                    .route(web::get().to(products::list))
-                    .route(web::post().to(products::create)),
+                endpoint("/api/products")
+                    .get(products::list)
+                    .post(products::create),
             )
             .service(
-                resource("/api/products/{guid}")
-                    .route(web::get().to(products::get))
-                    .route(web::patch().to(products::update))
-                    .route(web::delete().to(products::delete)),
+                endpoint("/api/products/{guid}")
+                    .get(products::get)
+                    .patch(products::update)
+                    .delete(products::delete),
             )
-            .service(resource("/api/products/{guid}/images").route(web::post().to(images::submit)))
+            .service(endpoint("/api/products/{guid}/images").post(images::submit))
+            .service(endpoint("/api/products/{guid}/images/{name}").get(images::serve))
+            .service(endpoint("/api/system/jobs").get(jobs::list))
+            .service(endpoint("/api/system/jobs/").get(jobs::list))
             .service(
-                resource("/api/products/{guid}/images/{name}").route(web::get().to(images::serve)),
-            )
-            .service(resource("/api/system/jobs").route(web::get().to(jobs::list)))
-            .service(resource("/api/system/jobs/").route(web::get().to(jobs::list)))
-            .service(
-                resource("/api/system/jobs/{job_id}")
-                    .route(web::get().to(jobs::get))
-                    .route(web::delete().to(jobs::kill)),
+                endpoint("/api/system/jobs/{job_id}")
+                    .get(jobs::get)
+                    .delete(jobs::kill),
             )
             // Fixed paths first: `/api/webhooks/{id}` would capture them otherwise.
+            .service(endpoint("/api/webhooks/notifications").get(webhooks::notifications))
             .service(
-                resource("/api/webhooks/notifications")
-                    .route(web::get().to(webhooks::notifications)),
+                endpoint("/api/webhooks/notifications/{id}/redeliver").post(webhooks::redeliver),
             )
             .service(
-                resource("/api/webhooks/notifications/{id}/redeliver")
-                    .route(web::post().to(webhooks::redeliver)),
+                endpoint("/api/webhooks/renew-signature-key").post(webhooks::renew_signature_key),
             )
             .service(
-                resource("/api/webhooks/renew-signature-key")
-                    .route(web::post().to(webhooks::renew_signature_key)),
+                endpoint("/api/webhooks")
+                    .get(webhooks::list)
+                    .post(webhooks::create),
             )
             .service(
-                resource("/api/webhooks")
-                    .route(web::get().to(webhooks::list))
-                    .route(web::post().to(webhooks::create)),
-            )
-            .service(
-                resource("/api/webhooks/{id}")
-                    .route(web::get().to(webhooks::get))
-                    .route(web::patch().to(webhooks::update))
-                    .route(web::delete().to(webhooks::delete)),
+                endpoint("/api/webhooks/{id}")
+                    .get(webhooks::get)
+                    .patch(webhooks::update)
+                    .delete(webhooks::delete),
             )
             .configure(dashboard::configure)
             .default_service(web::to(not_found)),

@@ -122,8 +122,9 @@ impl QueryParams {
 }
 
 /// Reads a JSON body of type `T`: 415 unless the content type is JSON, 413 over
-/// [`MAX_BODY`], 422 `invalid-request-data` naming the field for malformed JSON, wrong
-/// types, missing or unknown fields.
+/// [`MAX_BODY`], 408 when it does not arrive within `body_read_timeout`, 422
+/// `invalid-request-data` naming the field for malformed JSON, wrong types, missing or
+/// unknown fields.
 pub async fn json_body<T: DeserializeOwned>(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -163,8 +164,16 @@ pub async fn json_body<T: DeserializeOwned>(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::invalid_data("body", "The body could not be read completely.")
+        let chunk = chunk.map_err(|e| {
+            if super::body_deadline::timed_out(&e) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request-timeout",
+                    "The body did not arrive within body_read_timeout.",
+                )
+            } else {
+                ApiError::invalid_data("body", "The body could not be read completely.")
+            }
         })?;
         if body.len() + chunk.len() > MAX_BODY {
             return Err(too_large());

@@ -43,22 +43,46 @@ struct WebhookPatch {
     active: Option<bool>,
 }
 
-/// Accepts an absolute http(s) URL with a host, at most [`MAX_URL`] characters. Whether
-/// its address is public is checked at delivery time, on the address actually connected to.
+/// Parses a webhook URL and answers its normalised form (lower-case scheme and host,
+/// no default port, at least `/` as the path, percent-encoded where needed). It must be an
+/// absolute `http` or `https` URL written `scheme://host…` with a non-empty host, a port
+/// from 1 to 65535 if any, no whitespace or control character anywhere (a URL parser
+/// would silently drop tabs and line breaks, or read `http:///x` as host `x`), and at most
+/// [`MAX_URL`] characters. Whether its address is public is checked at delivery time, on
+/// the address actually connected to.
 fn webhook_url(field: &str, raw: &str) -> Result<String, ApiError> {
-    let raw = raw.trim();
+    let bad = |why: &str| ApiError::invalid_data(field, why);
     if raw.chars().count() > MAX_URL {
-        return Err(ApiError::invalid_data(
-            field,
-            format!("At most {MAX_URL} characters."),
-        ));
+        return Err(bad(&format!("At most {MAX_URL} characters.")));
     }
-    let bad = || ApiError::invalid_data(field, "Must be an absolute http or https URL.");
-    let url = url::Url::parse(raw).map_err(|_| bad())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(bad());
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("Must not contain spaces or control characters."));
     }
-    Ok(raw.to_string())
+    let absolute = "Must be an absolute http or https URL (`https://host/path`).";
+    let authority = ["http://", "https://"]
+        .iter()
+        .find(|p| raw.len() >= p.len() && raw[..p.len()].eq_ignore_ascii_case(p))
+        .map(|p| &raw[p.len()..])
+        .ok_or_else(|| bad(absolute))?;
+    if authority.is_empty() || authority.starts_with(['/', '\\', '?', '#']) {
+        return Err(bad("Must name a host (`https://host/path`)."));
+    }
+    let port_range = "The port must be from 1 to 65535.";
+    let url = url::Url::parse(raw).map_err(|e| match e {
+        url::ParseError::InvalidPort => bad(port_range),
+        _ => bad(absolute),
+    })?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("Must name a host (`https://host/path`)."));
+    }
+    if url.port() == Some(0) {
+        return Err(bad(port_range));
+    }
+    let normalised = url.to_string();
+    if normalised.chars().count() > MAX_URL {
+        return Err(bad(&format!("At most {MAX_URL} characters.")));
+    }
+    Ok(normalised)
 }
 
 fn event(field: &str, raw: &str) -> Result<String, ApiError> {
@@ -343,4 +367,70 @@ pub async fn redeliver(
         StatusCode::ACCEPTED,
         json!({"id": id, "status": "pending"}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(raw: &str) -> Result<String, String> {
+        webhook_url("data[0].url", raw).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn webhook_urls_are_normalised() {
+        assert_eq!(url("https://example.com").unwrap(), "https://example.com/");
+        assert_eq!(
+            url("HTTPS://Example.COM:443/a/../b?x=1#f").unwrap(),
+            "https://example.com/b?x=1#f"
+        );
+        assert_eq!(
+            url("http://example.com:8080/h%20ook").unwrap(),
+            "http://example.com:8080/h%20ook"
+        );
+        assert_eq!(
+            url("http://user:pw@[::1]:65535/").unwrap(),
+            "http://user:pw@[::1]:65535/"
+        );
+        assert_eq!(
+            url("http://bücher.example/").unwrap(),
+            "http://xn--bcher-kva.example/"
+        );
+    }
+
+    #[test]
+    fn malformed_webhook_urls_are_refused() {
+        for raw in [
+            "https://example.com/a\r\nX-Injected: 1",
+            "https://example.com/\n",
+            "https://exa\tmple.com/",
+            "https://example.com/a b",
+            " https://example.com/",
+            "https://example.com/ ",
+            "https://example.com/\u{0}",
+            "https://example.com/\u{7f}",
+            "http:///nohost",
+            "http:////nohost",
+            "http:\\\\evil.example/",
+            "http:/nohost",
+            "http:nohost",
+            "https://",
+            "https://?x",
+            "http://example.com:0/",
+            "http://example.com:65536/",
+            "http://example.com:99999999/",
+            "ftp://example.com/",
+            "//example.com/",
+            "/relative",
+            "example.com",
+            "",
+            "http://exa mple.com/",
+        ] {
+            assert!(url(raw).is_err(), "{raw:?} must be refused");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL));
+        assert!(url(&long).unwrap_err().contains("2000"));
+        let at_limit = format!("https://example.com/{}", "a".repeat(MAX_URL - 20));
+        assert_eq!(url(&at_limit).unwrap().len(), MAX_URL);
+    }
 }

@@ -4,6 +4,7 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
+use diesel::r2d2::R2D2Connection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -106,9 +107,22 @@ impl r2d2::ManageConnection for Manager {
             .map_err(|e| ConnectError(e.to_string()))
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection given back while panicking, or whose transaction was left broken, is
+    /// closed rather than reused; one the server closed is caught by `is_valid` at the
+    /// next check-out (`test_on_check_out`, on by default).
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
     }
+}
+
+/// How long a read waits for a pooled connection: while the database is unreachable,
+/// reads (and `/readyz`) answer "unavailable" after this rather than hang.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether a connection that just failed can no longer be used (the server closed it, or
+/// its transaction state is broken): one round trip, paid only after a failure.
+pub fn is_lost(conn: &mut DbConnection) -> bool {
+    conn.is_broken() || conn.ping().is_err()
 }
 
 /// Builds the pool; fails with the backend's own error when the database cannot be reached.
@@ -117,7 +131,7 @@ pub fn connect(backend: &Backend, size: u32) -> Result<DbPool, String> {
     backend.establish()?;
     r2d2::Pool::builder()
         .max_size(size)
-        .connection_timeout(Duration::from_secs(10))
+        .connection_timeout(CHECKOUT_TIMEOUT)
         .build(Manager {
             backend: backend.clone(),
         })

@@ -2,6 +2,7 @@
 //! the embedded migrations of each backend, and the queries, table by table, always scoped
 //! by e-shop.
 
+pub mod backoff;
 pub mod connection;
 pub mod dashboard;
 pub mod deliveries;
@@ -18,4 +19,4 @@ pub mod signals;
 pub mod signature_keys;
 pub mod webhooks;
 
-pub use connection::{connect, migrate, Backend, DbConnection, DbPool};
+pub use connection::{connect, is_lost, migrate, Backend, DbConnection, DbPool};

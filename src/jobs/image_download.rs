@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::outbound::guard::Refused;
-use crate::outbound::{check_url, describe_error, guarded_client, OutboundPolicy};
+use crate::outbound::{describe_error, FetchError, GuardedClient, OutboundPolicy};
 use md5::{Digest, Md5};
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -44,12 +44,10 @@ impl ImageError {
 }
 
 /// The limits of one download, from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
-    /// Whether non-public targets may be reached.
-    pub allow_private: bool,
-    /// Time for the whole download (connect, redirects, body).
-    pub timeout: Duration,
+    /// Who may be reached and how (private targets, proxy, the per-image timeout).
+    pub policy: OutboundPolicy,
     /// Largest body accepted.
     pub max_bytes: u64,
 }
@@ -58,19 +56,14 @@ impl Limits {
     /// The limits the configuration sets.
     pub fn from_config(config: &Config) -> Limits {
         Limits {
-            allow_private: config.allow_private_targets,
-            timeout: config.image_download_timeout,
+            policy: OutboundPolicy::from_config(config, config.image_download_timeout),
             max_bytes: config.image_max_bytes,
         }
     }
 
     /// The guarded client that enforces these limits on every hop.
-    pub fn client(&self) -> reqwest::Client {
-        guarded_client(OutboundPolicy {
-            allow_private: self.allow_private,
-            timeout: self.timeout,
-            max_redirects: MAX_REDIRECTS,
-        })
+    pub fn client(&self) -> GuardedClient {
+        GuardedClient::new(&self.policy)
     }
 }
 
@@ -91,18 +84,16 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
 
 /// Downloads and checks one image.
 pub async fn download(
-    client: &reqwest::Client,
+    client: &GuardedClient,
     url: &str,
     limits: &Limits,
 ) -> Result<Downloaded, ImageError> {
     let url = reqwest::Url::parse(url)
         .map_err(|e| ImageError::new("download-failed", format!("bad URL: {e}")))?;
-    // IP literals never reach the resolver: check them here (later hops: the client).
-    check_url(&url, limits.allow_private)
-        .map_err(|r| ImageError::new("target-not-allowed", r.to_string()))?;
-    let bytes = tokio::time::timeout(limits.timeout, fetch(client, url, limits.max_bytes))
+    let timeout = limits.policy.timeout;
+    let bytes = tokio::time::timeout(timeout, fetch(client, url, limits.max_bytes))
         .await
-        .map_err(|_| timed_out(limits.timeout))??;
+        .map_err(|_| timed_out(timeout))??;
     let content_type = sniff(&bytes).ok_or_else(|| {
         ImageError::new(
             "not-an-image",
@@ -134,12 +125,11 @@ fn too_large(max: u64) -> ImageError {
 }
 
 /// The body, streamed and counted; nothing past `max` bytes is kept.
-async fn fetch(
-    client: &reqwest::Client,
-    url: reqwest::Url,
-    max: u64,
-) -> Result<Vec<u8>, ImageError> {
-    let mut res = client.get(url).send().await.map_err(classify)?;
+async fn fetch(client: &GuardedClient, url: reqwest::Url, max: u64) -> Result<Vec<u8>, ImageError> {
+    let mut res = client
+        .get_following(url, MAX_REDIRECTS)
+        .await
+        .map_err(classify_fetch)?;
     if !res.status().is_success() {
         return Err(ImageError::new(
             "download-failed",
@@ -159,6 +149,16 @@ async fn fetch(
     Ok(bytes)
 }
 
+/// Sorts a failed request (with its redirects) into the result's error codes.
+fn classify_fetch(e: FetchError) -> ImageError {
+    match e {
+        FetchError::Refused(r) => ImageError::new("target-not-allowed", r.to_string()),
+        FetchError::TooManyRedirects(_) => ImageError::new("too-many-redirects", e.to_string()),
+        FetchError::BadRedirect(_) => ImageError::new("download-failed", e.to_string()),
+        FetchError::Http(e) => classify(e),
+    }
+}
+
 /// Sorts a client error into the result's error codes.
 fn classify(e: reqwest::Error) -> ImageError {
     let text = describe_error(&e);
@@ -166,14 +166,12 @@ fn classify(e: reqwest::Error) -> ImageError {
         ImageError::new("target-not-allowed", text)
     } else if e.is_timeout() {
         ImageError::new("download-timeout", text)
-    } else if e.is_redirect() {
-        ImageError::new("too-many-redirects", text)
     } else {
         ImageError::new("download-failed", text)
     }
 }
 
-/// Whether the guard refused the target, at a redirect hop or when resolving a name.
+/// Whether the guard's resolver refused the target's name at connect time.
 fn refused(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {

@@ -10,6 +10,7 @@ use crate::actors::store::StoreImage;
 use crate::db::images::NewImage;
 use crate::error::StoreError;
 use crate::model::{time, Micros};
+use crate::outbound::GuardedClient;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -111,7 +112,7 @@ impl JobKind for ImagesJob {
 /// the attempt must stop (it no longer holds the job, or the store is going away).
 async fn import(
     ctx: &JobContext,
-    client: &reqwest::Client,
+    client: &GuardedClient,
     limits: &Limits,
     product_guid: &str,
     index: usize,

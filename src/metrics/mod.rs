@@ -50,6 +50,12 @@ struct AttemptLabels {
     outcome: String,
 }
 
+/// Labels of an engine actor restarted by the supervisor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabels {
+    actor: String,
+}
+
 /// Labels of an answered HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -91,6 +97,8 @@ pub struct Metrics {
     http_latency: HistogramFamily<LatencyLabels>,
     /// Jobs this node ended per minute (the dashboard's chart, written with the heartbeat).
     pub minutes: minutes::Minutes,
+    /// `jobline_actor_restarts_total{actor}`.
+    actor_restarts: Family<ActorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -127,6 +135,12 @@ impl Metrics {
             "Time to answer an HTTP request (until the response starts), by method and route pattern",
             http_latency.clone(),
         );
+        let actor_restarts = Family::default();
+        registry.register(
+            "actor_restarts",
+            "Engine actors this node's supervisor restarted after they stopped unexpectedly",
+            actor_restarts.clone(),
+        );
         Metrics {
             registry,
             job_duration,
@@ -134,6 +148,7 @@ impl Metrics {
             http_requests,
             http_latency,
             minutes: minutes::Minutes::default(),
+            actor_restarts,
         }
     }
 
@@ -176,6 +191,16 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// The supervisor restarted `actor` (`queue`, `webhook_dispatcher`, `janitor`,
+    /// `pg_listener`) after it stopped unexpectedly.
+    pub fn actor_restarted(&self, actor: &str) {
+        self.actor_restarts
+            .get_or_create(&ActorLabels {
+                actor: actor.to_string(),
+            })
+            .inc();
+    }
+
     /// The scrape's body: this node's series, then the database gauges (`None` when the
     /// database did not answer: then only `jobline_database_up 0` stands for them).
     pub fn render(&self, db: Option<&gauges::DbGauges>) -> String {
@@ -202,6 +227,7 @@ mod tests {
         );
         m.webhook_attempt("success");
         m.http_request("GET", "/healthz", 200, Duration::from_millis(3));
+        m.actor_restarted("janitor");
         let text = m.render(None);
         for line in [
             "jobline_job_duration_seconds_count{endpoint=\"/api/products/snapshot\",status=\"completed\"} 1",
@@ -209,6 +235,7 @@ mod tests {
             "jobline_webhook_attempts_total{outcome=\"success\"} 1",
             "jobline_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
             "jobline_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 1",
+            "jobline_actor_restarts_total{actor=\"janitor\"} 1",
             "jobline_database_up 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");

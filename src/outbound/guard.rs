@@ -1,5 +1,6 @@
 //! The address guard and the guarded `reqwest` client.
 
+use crate::config::Config;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::error::Error as StdError;
 use std::fmt;
@@ -61,17 +62,35 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xff00) == 0xff00) // multicast
 }
 
-/// Why an outbound request was refused before it left.
+/// Why an outbound request was refused before it left: the whole reason, for the log
+/// and the attempt record.
 #[derive(Debug, Clone)]
-pub struct Refused(pub String);
+pub struct Refused(String);
+
+impl Refused {
+    fn not_public(target: impl fmt::Display) -> Refused {
+        Refused(format!(
+            "refused: {target} is not a public address (allow_private_targets is false)"
+        ))
+    }
+
+    fn unresolved(host: &str, cause: impl fmt::Display) -> Refused {
+        Refused(format!(
+            "refused: {host} could not be resolved to check it before sending it to \
+             outbound_proxy: {cause}"
+        ))
+    }
+
+    fn scheme(url: &reqwest::Url) -> Refused {
+        Refused(format!(
+            "refused: {url} is not an http or https URL with a host"
+        ))
+    }
+}
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "refused: {} is not a public address (allow_private_targets is false)",
-            self.0
-        )
+        f.write_str(&self.0)
     }
 }
 
@@ -89,7 +108,7 @@ impl Resolve for GuardedResolver {
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let public: Vec<SocketAddr> = found.into_iter().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
-                return Err(Box::new(Refused(host)) as Box<dyn StdError + Send + Sync>);
+                return Err(Box::new(Refused::not_public(host)) as Box<dyn StdError + Send + Sync>);
             }
             Ok(Box::new(public.into_iter()) as Addrs)
         })
@@ -97,21 +116,30 @@ impl Resolve for GuardedResolver {
 }
 
 /// What a guarded client may do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OutboundPolicy {
     /// Let requests reach non-public addresses (tests, private deployments).
     pub allow_private: bool,
     /// Total time of one request.
     pub timeout: Duration,
-    /// Redirects to follow (0: none; a 3xx is then the answer).
-    pub max_redirects: usize,
+    /// The HTTP proxy every request goes through (`outbound_proxy`); `None`: direct
+    /// connections. Proxy variables of the environment are never used.
+    pub proxy: Option<String>,
+}
+
+impl OutboundPolicy {
+    /// The policy the configuration sets, with this use's timeout.
+    pub fn from_config(config: &Config, timeout: Duration) -> OutboundPolicy {
+        OutboundPolicy {
+            allow_private: config.allow_private_targets,
+            timeout,
+            proxy: config.outbound_proxy.clone(),
+        }
+    }
 }
 
 /// Refuses a URL whose host is a non-public IP literal (names are checked when resolved).
-pub fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), Refused> {
-    if allow_private {
-        return Ok(());
-    }
+fn check_literal(url: &reqwest::Url) -> Result<(), Refused> {
     let ip = match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
@@ -120,36 +148,151 @@ pub fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), Refused>
     if is_public(ip) {
         Ok(())
     } else {
-        Err(Refused(ip.to_string()))
+        Err(Refused::not_public(ip))
     }
 }
 
-/// A client that enforces `policy` on every request and every redirect hop.
-pub fn guarded_client(policy: OutboundPolicy) -> reqwest::Client {
-    let allow = policy.allow_private;
-    let max = policy.max_redirects;
-    let redirects = if max == 0 {
-        reqwest::redirect::Policy::none()
-    } else {
-        reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > max {
-                return attempt.error(format!("more than {max} redirects"));
-            }
-            if let Err(refused) = check_url(attempt.url(), allow) {
-                return attempt.error(refused);
-            }
-            attempt.follow()
-        })
-    };
-    let mut builder = reqwest::Client::builder()
-        .timeout(policy.timeout)
-        .connect_timeout(policy.timeout)
-        .redirect(redirects)
-        .user_agent(concat!("jobline/", env!("CARGO_PKG_VERSION")));
-    if !allow {
-        builder = builder.dns_resolver(Arc::new(GuardedResolver));
+/// The one HTTP client for requests to other servers. It follows no redirects (a caller
+/// that wants them uses [`GuardedClient::get_following`], which checks every hop) and
+/// ignores the environment's proxy variables (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
+/// lower-case too): a proxy is used only when `outbound_proxy` names one.
+///
+/// Unless private targets are allowed, every target is checked before it is sent:
+/// - directly connected, the resolver drops every non-public address, so the check holds
+///   for the address actually connected to, whatever DNS answers;
+/// - through a proxy, the client connects to the proxy and the proxy resolves the target:
+///   [`GuardedClient::check`] resolves the target's name first and refuses it unless every
+///   address it resolves to is public. The proxy's own DNS answer may differ (DNS
+///   rebinding, split-horizon DNS): a proxy should enforce an egress policy of its own.
+#[derive(Clone)]
+pub struct GuardedClient {
+    client: reqwest::Client,
+    allow_private: bool,
+    proxied: bool,
+    /// Bounds the name resolution of [`GuardedClient::check`] like the request itself.
+    timeout: Duration,
+}
+
+impl GuardedClient {
+    /// A client that enforces `policy`. The proxy URL was validated with the configuration.
+    pub fn new(policy: &OutboundPolicy) -> GuardedClient {
+        let mut builder = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("jobline/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = &policy.proxy {
+            builder = builder.proxy(reqwest::Proxy::all(proxy).expect("a validated proxy URL"));
+        } else if !policy.allow_private {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+        }
+        GuardedClient {
+            client: builder.build().expect("a rustls client builds"),
+            allow_private: policy.allow_private,
+            proxied: policy.proxy.is_some(),
+            timeout: policy.timeout,
+        }
     }
-    builder.build().expect("a rustls client builds")
+
+    /// The `reqwest` client, to build a request whose URL [`GuardedClient::check`] passed.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Refuses `url` unless it is http(s) with a host and (unless private targets are
+    /// allowed) a public one: an IP literal is judged here; a name is judged by the
+    /// resolver at connect time, or here by resolving it when a proxy will connect instead.
+    pub async fn check(&self, url: &reqwest::Url) -> Result<(), Refused> {
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Refused::scheme(url));
+        }
+        if self.allow_private {
+            return Ok(());
+        }
+        check_literal(url)?;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        if !self.proxied {
+            return Ok(());
+        }
+        let port = url.port_or_known_default().unwrap_or(80);
+        let found: Vec<SocketAddr> =
+            tokio::time::timeout(self.timeout, tokio::net::lookup_host((host, port)))
+                .await
+                .map_err(|_| Refused::unresolved(host, "timed out"))?
+                .map_err(|e| Refused::unresolved(host, e))?
+                .collect();
+        if found.is_empty() {
+            return Err(Refused::unresolved(host, "no address"));
+        }
+        match found.iter().find(|a| !is_public(a.ip())) {
+            Some(private) => Err(Refused::not_public(format!("{host} ({})", private.ip()))),
+            None => Ok(()),
+        }
+    }
+
+    /// GETs `url`, following at most `max_redirects` redirects; the first URL and every
+    /// hop are [checked](GuardedClient::check) before they are requested.
+    pub async fn get_following(
+        &self,
+        url: reqwest::Url,
+        max_redirects: usize,
+    ) -> Result<reqwest::Response, FetchError> {
+        let mut url = url;
+        let mut hops = 0;
+        loop {
+            self.check(&url).await.map_err(FetchError::Refused)?;
+            let res = self
+                .client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(FetchError::Http)?;
+            let redirected = matches!(res.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+            let location = res
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .filter(|_| redirected);
+            let Some(location) = location else {
+                return Ok(res);
+            };
+            if hops == max_redirects {
+                return Err(FetchError::TooManyRedirects(max_redirects));
+            }
+            hops += 1;
+            url = location
+                .to_str()
+                .ok()
+                .and_then(|l| url.join(l).ok())
+                .ok_or_else(|| FetchError::BadRedirect(format!("{location:?}")))?;
+        }
+    }
+}
+
+/// Why [`GuardedClient::get_following`] got no answer.
+#[derive(Debug)]
+pub enum FetchError {
+    /// The guard refused the URL or a redirect hop.
+    Refused(Refused),
+    /// More redirects than allowed.
+    TooManyRedirects(usize),
+    /// A `Location` that is not a URL.
+    BadRedirect(String),
+    /// The request failed (connection, timeout, protocol).
+    Http(reqwest::Error),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Refused(r) => r.fmt(f),
+            FetchError::TooManyRedirects(max) => write!(f, "more than {max} redirects"),
+            FetchError::BadRedirect(l) => write!(f, "a redirect to {l}, which is not a URL"),
+            FetchError::Http(e) => f.write_str(&describe_error(e)),
+        }
+    }
 }
 
 /// The whole chain of an error in one line (reqwest hides the cause behind "error sending
@@ -229,25 +372,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ip_literals_are_checked_in_urls() {
+    fn client(allow_private: bool, proxy: Option<&str>) -> GuardedClient {
+        GuardedClient::new(&OutboundPolicy {
+            allow_private,
+            timeout: Duration::from_secs(5),
+            proxy: proxy.map(str::to_string),
+        })
+    }
+
+    #[actix_rt::test]
+    async fn ip_literals_and_schemes_are_checked_in_urls() {
         let url = |s: &str| reqwest::Url::parse(s).unwrap();
-        assert!(check_url(&url("http://127.0.0.1:8080/x"), false).is_err());
-        assert!(check_url(&url("http://[::ffff:192.168.0.1]/"), false).is_err());
-        assert!(check_url(&url("http://127.0.0.1/"), true).is_ok());
-        assert!(check_url(&url("https://8.8.8.8/"), false).is_ok());
-        assert!(check_url(&url("https://example.com/"), false).is_ok());
+        let (guarded, open) = (client(false, None), client(true, None));
+        assert!(guarded
+            .check(&url("http://127.0.0.1:8080/x"))
+            .await
+            .is_err());
+        assert!(guarded
+            .check(&url("http://[::ffff:192.168.0.1]/"))
+            .await
+            .is_err());
+        assert!(open.check(&url("http://127.0.0.1/")).await.is_ok());
+        assert!(guarded.check(&url("https://8.8.8.8/")).await.is_ok());
+        assert!(guarded.check(&url("https://example.com/")).await.is_ok());
+        assert!(open.check(&url("ftp://example.com/")).await.is_err());
     }
 
     #[actix_rt::test]
     async fn names_resolving_to_loopback_are_refused_at_connect() {
-        let client = guarded_client(OutboundPolicy {
-            allow_private: false,
-            timeout: Duration::from_secs(5),
-            max_redirects: 0,
-        });
-        let err = client.get("http://localhost:9/").send().await.unwrap_err();
+        let err = client(false, None)
+            .http()
+            .get("http://localhost:9/")
+            .send()
+            .await
+            .unwrap_err();
         let text = describe_error(&err);
         assert!(text.contains("not a public address"), "{text}");
+    }
+
+    #[actix_rt::test]
+    async fn through_a_proxy_names_are_resolved_and_checked_before_sending() {
+        let proxied = client(false, Some("http://127.0.0.1:9"));
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let refused = proxied.check(&url("http://localhost:8080/")).await;
+        let text = refused.unwrap_err().to_string();
+        assert!(
+            text.contains("localhost") && text.contains("not a public"),
+            "{text}"
+        );
+        assert!(proxied.check(&url("http://[::1]/")).await.is_err());
+        assert!(proxied.check(&url("http://8.8.8.8/")).await.is_ok());
+        let open = client(true, Some("http://127.0.0.1:9"));
+        assert!(open.check(&url("http://localhost:8080/")).await.is_ok());
     }
 }

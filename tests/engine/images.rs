@@ -255,6 +255,17 @@ async fn contract_example_imports_every_type(backend: Backend) {
         assert_eq!(served.header("content-type").as_deref(), Some(content_type));
         assert_eq!(served.bytes, bytes);
         assert_eq!(md5_hex(&served.bytes), image["md5"]);
+        let head = t
+            .send(
+                t.client
+                    .head(image["url"].as_str().unwrap())
+                    .bearer_auth(&t.token),
+            )
+            .await;
+        assert_eq!(head.status, 200, "HEAD {}", image["url"]);
+        assert!(head.bytes.is_empty());
+        assert_eq!(head.header("content-type").as_deref(), Some(content_type));
+        assert_eq!(head.header("content-length"), Some(bytes.len().to_string()));
     }
 
     // Serving needs the token.

@@ -2,7 +2,7 @@
 //! and a crash (kill -9) that loses no accepted job.
 
 use crate::common::node::{Node, BIN};
-use crate::common::{pg_server_url, Backend, TestDb};
+use crate::common::{pg_server_url, Backend, RecordingServer, TestDb};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -232,4 +232,58 @@ async fn sigterm_exits_cleanly(backend: Backend) {
     assert_eq!(running, 0, "no job is left running after a clean exit");
 }
 
-crate::on_both_backends!(crash_loses_no_accepted_job, sigterm_exits_cleanly);
+async fn proxy_variables_of_the_environment_are_ignored(backend: Backend) {
+    let db = TestDb::new(backend);
+    let proxy = RecordingServer::start();
+    let receiver = RecordingServer::start();
+    let mut env: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|k| (*k, proxy.url.as_str()))
+    .collect();
+    env.extend([
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+        ("JOBLINE_ALLOW_PRIVATE_TARGETS", "true"),
+    ]);
+    let node = Node::start(&db.url, true, &env);
+    let token = node.token.clone().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hook = format!("{}/hook", receiver.url);
+    let (status, body) = json(
+        client
+            .post(node.url("/api/webhooks"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"data": [{"event": "job:finished", "url": hook}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = json(
+        client
+            .get(node.url("/api/products/snapshot"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let line = receiver
+        .lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the job:finished delivery reached the receiver directly");
+    assert_eq!(line, "POST /hook HTTP/1.1");
+    assert!(
+        proxy.lines.try_recv().is_err(),
+        "a delivery went through HTTP_PROXY"
+    );
+}
+
+crate::on_both_backends!(
+    crash_loses_no_accepted_job,
+    sigterm_exits_cleanly,
+    proxy_variables_of_the_environment_are_ignored,
+);

@@ -62,7 +62,7 @@ fn unfinished(conn: &mut DbConnection) -> i64 {
 }
 
 /// Waits until no job is pending or running.
-async fn until_all_ended(db: &TestDb, limit: Duration) {
+pub(crate) async fn until_all_ended(db: &TestDb, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut conn = db.connect();
     loop {
@@ -93,7 +93,10 @@ async fn until_all_ended(db: &TestDb, limit: Duration) {
 }
 
 /// Every accepted job ended exactly once: one terminal status, one notification.
-fn assert_exactly_once(db: &TestDb, accepted: &[String]) -> HashMap<String, (String, i32)> {
+pub(crate) fn assert_exactly_once(
+    db: &TestDb,
+    accepted: &[String],
+) -> HashMap<String, (String, i32)> {
     let mut conn = db.connect();
     let states = job_states(&mut conn);
     let notes = notification_counts(&mut conn);

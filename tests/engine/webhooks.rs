@@ -1,7 +1,7 @@
 //! Webhooks: registration and its validation, signed `job:finished` deliveries to a real
 //! receiver, retries, 410, timeouts, redirects, redelivery, private targets, key renewal.
 
-use crate::common::{is_api_time, Backend, TestApp};
+use crate::common::{eventually, is_api_time, Backend, RecordingServer, TestApp};
 use actix_web::{web, HttpRequest, HttpResponse};
 use jobline::config::Config;
 use jobline::outbound::signing;
@@ -457,6 +457,113 @@ async fn private_targets_are_refused(backend: Backend) {
     assert!(rx.drain().is_empty());
 }
 
+async fn a_configured_proxy_does_not_bypass_the_guard(backend: Backend) {
+    // Stands in for a proxy: answers 200 in place of every target.
+    let proxy = RecordingServer::start();
+    let t = spawn(backend, |c| {
+        c.allow_private_targets = false;
+        c.outbound_proxy = Some(proxy.url.clone());
+        c.webhook_retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await;
+    // A name that resolves to loopback, then a loopback literal: refused before sending.
+    let hook = register(&t, "http://localhost:9/hook").await;
+    let path = format!("/api/webhooks/{}", hook["id"].as_str().unwrap());
+    let job_id = t.submit_snapshot("").await;
+    let n = wait_notification(&t, &job_id, "failed").await;
+    let error = n["lastAttempt"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("localhost") && error.contains("not a public address"),
+        "{error}"
+    );
+    let redeliver = format!(
+        "/api/webhooks/notifications/{}/redeliver",
+        n["id"].as_str().unwrap()
+    );
+    let attempts = n["attempts"].as_i64().unwrap();
+    let a = t
+        .patch(&path, json!({"data": {"url": "http://127.0.0.1:9/hook"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(t.post(&redeliver, json!({})).await.status, 202);
+    eventually(
+        Duration::from_secs(20),
+        "one more refused attempt",
+        || async {
+            let n = notification_of(&t, &job_id).await.unwrap();
+            n["status"] == "failed" && n["attempts"].as_i64().unwrap() > attempts
+        },
+    )
+    .await;
+    let n = notification_of(&t, &job_id).await.unwrap();
+    let error = n["lastAttempt"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("127.0.0.1 is not a public address"),
+        "{error}"
+    );
+    assert!(
+        proxy.lines.try_recv().is_err(),
+        "a private target reached the proxy"
+    );
+    // A public target goes through the proxy (which answers in its place here).
+    let a = t
+        .patch(&path, json!({"data": {"url": "http://93.184.216.34/hook"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(t.post(&redeliver, json!({})).await.status, 202);
+    wait_notification(&t, &job_id, "success").await;
+    let line = proxy.lines.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(line, "POST http://93.184.216.34/hook HTTP/1.1");
+}
+
+async fn webhook_urls_are_parsed_and_normalised(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let malformed = [
+        "https://example.com/a\r\nX-Injected: 1".to_string(),
+        "https://example.com/\n".to_string(),
+        "http:///nohost".to_string(),
+        "http:\\\\evil.example/".to_string(),
+        "http://example.com:0/".to_string(),
+        "http://example.com:65536/".to_string(),
+        "https://example.com/a b".to_string(),
+        " https://example.com/".to_string(),
+        "https://exa\tmple.com/".to_string(),
+        format!("https://example.com/{}", "a".repeat(1981)),
+    ];
+    for url in &malformed {
+        let a = t
+            .post(
+                "/api/webhooks",
+                json!({"data": [{"event": "job:finished", "url": url}]}),
+            )
+            .await;
+        assert_eq!(a.status, 422, "{url:?}: {}", a.body);
+        assert_eq!(a.error_code(), "invalid-request-data");
+        assert_eq!(a.error_instance(), "data[0].url", "{url:?}");
+    }
+    assert_eq!(
+        t.get("/api/webhooks").await.body["data"]["paginator"]["totalCount"],
+        0
+    );
+    let hook = register(&t, "HTTPS://Example.COM:443/a/../hook").await;
+    assert_eq!(hook["url"], "https://example.com/hook");
+    let path = format!("/api/webhooks/{}", hook["id"].as_str().unwrap());
+    for url in &malformed {
+        let a = t.patch(&path, json!({"data": {"url": url}})).await;
+        assert_eq!(a.status, 422, "{url:?}: {}", a.body);
+        assert_eq!(a.error_instance(), "data.url", "{url:?}");
+    }
+    assert_eq!(
+        t.get(&path).await.body["data"]["url"],
+        "https://example.com/hook"
+    );
+    let a = t
+        .patch(&path, json!({"data": {"url": "http://EXAMPLE.org:80"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["data"]["url"], "http://example.org/");
+}
+
 async fn without_a_webhook_the_notification_fails(backend: Backend) {
     let t = spawn(backend, |_| {}).await;
     let job_id = t.submit_snapshot("").await;
@@ -685,6 +792,8 @@ crate::on_both_backends!(
     failed_notifications_can_be_redelivered,
     failed_and_killed_jobs_notify_too,
     private_targets_are_refused,
+    a_configured_proxy_does_not_bypass_the_guard,
+    webhook_urls_are_parsed_and_normalised,
     without_a_webhook_the_notification_fails,
     crud_validation_and_tenant_scoping,
     renewed_keys_sign_together_during_the_grace,

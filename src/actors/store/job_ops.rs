@@ -4,6 +4,7 @@ use super::{ReadOp, WriteOp};
 use crate::db::jobs::{self, ClaimedJob, Job, JobFilter, Outcome};
 use crate::db::{notifications, results, DbConnection};
 use crate::error::{StoreError, StoreResult};
+use crate::faults::FailurePoint;
 use crate::model::{time, Micros, Zone};
 use diesel::prelude::*;
 
@@ -31,6 +32,7 @@ pub struct Submitted {
 
 impl WriteOp for SubmitJob {
     type Output = Submitted;
+    const FAILURE_POINT: Option<FailurePoint> = Some(FailurePoint::SubmitWritePanics);
     fn apply(self, conn: &mut DbConnection) -> StoreResult<Submitted> {
         let queue = self.job.queue.clone();
         let (job_id, created) = jobs::insert(
@@ -109,6 +111,7 @@ impl ReadOp for ListJobs {
 }
 
 /// Claims a batch of pending jobs of a queue for this node's idle workers.
+#[derive(Clone)]
 pub struct ClaimJobs {
     /// Queue name.
     pub queue: String,
@@ -156,6 +159,8 @@ impl WriteOp for RenewLeases {
 }
 
 /// Ends a running attempt (fenced by id and attempt) and records `job:finished`.
+/// Clone: a worker sends it again when the database was unreachable.
+#[derive(Clone)]
 pub struct FinishJob {
     /// Job id.
     pub id: String,
@@ -221,7 +226,9 @@ impl WriteOp for KillJob {
     }
 }
 
-/// Hands a running attempt back to `pending` without spending it (shutdown).
+/// Hands a running attempt back to `pending` without spending it (shutdown, or the
+/// database was unreachable during the attempt). Clone: sent again while unreachable.
+#[derive(Clone)]
 pub struct ReleaseJob {
     /// Job id.
     pub id: String,

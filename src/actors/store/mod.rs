@@ -9,6 +9,7 @@ mod dashboard_ops;
 mod eshop_ops;
 mod image_ops;
 mod job_ops;
+mod link;
 mod metrics_ops;
 mod product_ops;
 mod reader;
@@ -27,6 +28,8 @@ pub use writer::{StoreWriter, Write, WriteOp};
 
 use crate::error::{StoreError, StoreResult};
 use actix::Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The handle HTTP handlers, queues, workers and the janitor hold to reach the persistence
 /// actors: every read and write goes through a message.
@@ -36,22 +39,42 @@ pub struct Store {
     pub writer: Addr<StoreWriter>,
     /// The reader pool.
     pub reader: Addr<QueryActor>,
+    /// How many answers were `Unavailable` so far: a worker whose job failed while this
+    /// moved hands the job back rather than failing it for the database's absence.
+    unavailable: Arc<AtomicU64>,
 }
 
 impl Store {
+    /// A handle on the persistence actors.
+    pub fn new(writer: Addr<StoreWriter>, reader: Addr<QueryActor>) -> Store {
+        Store {
+            writer,
+            reader,
+            unavailable: Arc::default(),
+        }
+    }
+
     /// Sends a write and waits until it is committed (or failed).
     pub async fn write<M: WriteOp>(&self, op: M) -> StoreResult<M::Output> {
-        self.writer
-            .send(Write(op))
-            .await
-            .map_err(|_| StoreError::Unavailable)?
+        let answer = self.writer.send(Write(op)).await;
+        self.counted(answer.map_err(|_| StoreError::Unavailable).and_then(|a| a))
     }
 
     /// Sends a read to the reader pool.
     pub async fn read<M: ReadOp>(&self, op: M) -> StoreResult<M::Output> {
-        self.reader
-            .send(Read(op))
-            .await
-            .map_err(|_| StoreError::Unavailable)?
+        let answer = self.reader.send(Read(op)).await;
+        self.counted(answer.map_err(|_| StoreError::Unavailable).and_then(|a| a))
+    }
+
+    /// How many answers were `Unavailable` since the node started.
+    pub fn unavailable_answers(&self) -> u64 {
+        self.unavailable.load(Ordering::Relaxed)
+    }
+
+    fn counted<T>(&self, answer: StoreResult<T>) -> StoreResult<T> {
+        if matches!(answer, Err(StoreError::Unavailable)) {
+            self.unavailable.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::db::deliveries::ClaimedDelivery;
 use crate::model::time;
-use crate::outbound::{check_url, describe_error, signing};
+use crate::outbound::{describe_error, signing, GuardedClient};
 use std::time::{Duration, Instant};
 
 /// The most of an answer's body kept with an attempt.
@@ -61,12 +61,7 @@ pub struct Delivered {
 }
 
 /// Posts a claimed notification to its webhook. Never fails: every outcome is an attempt.
-pub async fn deliver(
-    client: &reqwest::Client,
-    d: &ClaimedDelivery,
-    allow_private: bool,
-    timeout: Duration,
-) -> Delivered {
+pub async fn deliver(client: &GuardedClient, d: &ClaimedDelivery, timeout: Duration) -> Delivered {
     let at = time::now();
     let started = Instant::now();
     let mut out = Delivered {
@@ -90,7 +85,7 @@ pub async fn deliver(
             return finish(out);
         }
     };
-    if let Err(refused) = check_url(&url, allow_private) {
+    if let Err(refused) = client.check(&url).await {
         out.error = Some(refused.to_string());
         out.outcome = AttemptOutcome::Refused;
         return finish(out);
@@ -106,6 +101,7 @@ pub async fn deliver(
             }
         };
     let sent = client
+        .http()
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("webhook-id", &d.id)

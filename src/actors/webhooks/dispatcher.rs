@@ -15,8 +15,9 @@ use crate::actors::queue::Drain;
 use crate::actors::store::{ClaimNotifications, RecordAttempt};
 use crate::actors::Shared;
 use crate::db::deliveries::{Attempt, ClaimedDelivery};
+use crate::faults::FailurePoint;
 use crate::model::time;
-use crate::outbound::{guarded_client, OutboundPolicy};
+use crate::outbound::{GuardedClient, OutboundPolicy};
 use actix::prelude::*;
 use rand::Rng;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub struct WebhookDispatcher {
     /// What every engine actor shares.
     shared: Shared,
     /// The guarded client: no private targets unless allowed, no redirects.
-    client: reqwest::Client,
+    client: GuardedClient,
     /// Deliveries in flight.
     in_flight: usize,
     /// A claim is under way.
@@ -47,11 +48,10 @@ pub struct WebhookDispatcher {
 impl WebhookDispatcher {
     /// A dispatcher; it starts claiming when started.
     pub fn new(shared: Shared) -> WebhookDispatcher {
-        let client = guarded_client(OutboundPolicy {
-            allow_private: shared.config.allow_private_targets,
-            timeout: shared.config.webhook_timeout,
-            max_redirects: 0,
-        });
+        let client = GuardedClient::new(&OutboundPolicy::from_config(
+            &shared.config,
+            shared.config.webhook_timeout,
+        ));
         WebhookDispatcher {
             shared,
             client,
@@ -71,6 +71,9 @@ impl WebhookDispatcher {
         if self.draining || self.in_flight >= self.slots() {
             return;
         }
+        self.shared
+            .faults
+            .panic_if_armed(FailurePoint::WebhookDispatcherPanics);
         if self.claiming {
             self.wake_again = true;
             return;
@@ -113,13 +116,7 @@ impl WebhookDispatcher {
         let node = self.shared.node.clone();
         let metrics = self.shared.metrics.clone();
         async move {
-            let got = deliver(
-                &client,
-                &d,
-                config.allow_private_targets,
-                config.webhook_timeout,
-            )
-            .await;
+            let got = deliver(&client, &d, config.webhook_timeout).await;
             metrics.webhook_attempt(got.outcome.as_str());
             let jitter = rand::rng().random_range(1.0 - retry::JITTER..=1.0 + retry::JITTER);
             let next = retry::next(

@@ -142,31 +142,21 @@ pub(crate) fn see_other(location: &str) -> HttpResponse {
 
 /// Registers the dashboard's routes.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let page = |path: &str| web::resource(path).default_service(web::to(super::method_not_allowed));
-    cfg.service(page("/dashboard").route(web::get().to(overview::page)))
-        .service(page("/dashboard/").route(web::get().to(overview::page)))
+    use super::endpoint::endpoint;
+    cfg.service(endpoint("/dashboard").get(overview::page))
+        .service(endpoint("/dashboard/").get(overview::page))
+        .service(endpoint(login::PATH).get(login::form).post(login::sign_in))
+        .service(endpoint("/dashboard/logout").post(login::sign_out))
+        .service(endpoint("/dashboard/static/{file}").get(assets::serve))
+        .service(endpoint("/dashboard/jobs").get(jobs::list))
+        .service(endpoint("/dashboard/jobs/kill-pending").post(actions::kill_pending))
+        .service(endpoint("/dashboard/jobs/{job_id}").get(jobs::detail))
+        .service(endpoint("/dashboard/jobs/{job_id}/kill").post(actions::kill))
+        .service(endpoint("/dashboard/notifications/{id}/redeliver").post(actions::redeliver))
+        .service(endpoint("/dashboard/webhooks").get(webhooks::list))
+        .service(endpoint("/dashboard/webhooks/{id}/enable").post(actions::enable_webhook))
         .service(
-            page(login::PATH)
-                .route(web::get().to(login::form))
-                .route(web::post().to(login::sign_in)),
-        )
-        .service(page("/dashboard/logout").route(web::post().to(login::sign_out)))
-        .service(page("/dashboard/static/{file}").route(web::get().to(assets::serve)))
-        .service(page("/dashboard/jobs").route(web::get().to(jobs::list)))
-        .service(page("/dashboard/jobs/kill-pending").route(web::post().to(actions::kill_pending)))
-        .service(page("/dashboard/jobs/{job_id}").route(web::get().to(jobs::detail)))
-        .service(page("/dashboard/jobs/{job_id}/kill").route(web::post().to(actions::kill)))
-        .service(
-            page("/dashboard/notifications/{id}/redeliver")
-                .route(web::post().to(actions::redeliver)),
-        )
-        .service(page("/dashboard/webhooks").route(web::get().to(webhooks::list)))
-        .service(
-            page("/dashboard/webhooks/{id}/enable").route(web::post().to(actions::enable_webhook)),
-        )
-        .service(
-            page("/dashboard/webhooks/{id}/redeliver-failed")
-                .route(web::post().to(actions::redeliver_failed)),
+            endpoint("/dashboard/webhooks/{id}/redeliver-failed").post(actions::redeliver_failed),
         )
         .service(web::resource("/dashboard/{tail:.*}").to(unknown_page));
 }

@@ -339,6 +339,50 @@ impl TestApp {
     }
 }
 
+/// A minimal HTTP/1.1 server on loopback that answers 200 to every request and reports
+/// each request line: a webhook receiver for a separate process, or a stand-in for an HTTP
+/// proxy (a proxied request line names the whole target URL).
+pub struct RecordingServer {
+    pub url: String,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl RecordingServer {
+    pub fn start() -> RecordingServer {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let mut reader = BufReader::new(conn);
+                let (mut first, mut length) = (String::new(), 0);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if first.is_empty() {
+                        first = line.trim_end().to_string();
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = tx.send(first);
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        RecordingServer { url, lines }
+    }
+}
+
 /// Polls `check` until it answers true, failing after `limit`: for conditions that no
 /// event announces (a time passing, a row appearing).
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)

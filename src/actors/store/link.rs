@@ -1,0 +1,72 @@
+//! The writer's connection, replaced when it is lost. A batch that fails is followed by a
+//! check of the connection (one round trip, only after a failure); a lost connection is
+//! dropped, and the next batch opens a new one. While the database cannot be reached,
+//! batches are answered `Unavailable` at once and a new connection is tried with
+//! [`Backoff`]: 50 ms doubling to 2 s, so a restarted server is noticed within 2 s.
+
+use crate::db::backoff::Backoff;
+use crate::db::{is_lost, Backend, DbConnection};
+use crate::faults::{FailurePoint, FailurePoints};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The write connection and how to replace it.
+pub(super) struct Link {
+    backend: Backend,
+    /// The open connection; `None` while the database cannot be reached.
+    conn: Option<DbConnection>,
+    backoff: Backoff,
+    /// No new connection is tried before this.
+    retry_at: Instant,
+    /// Where tests make the connection "lost".
+    faults: Arc<FailurePoints>,
+}
+
+impl Link {
+    /// A link over an open connection.
+    pub(super) fn new(conn: DbConnection, backend: Backend, faults: Arc<FailurePoints>) -> Link {
+        Link {
+            backend,
+            conn: Some(conn),
+            backoff: Backoff::default(),
+            retry_at: Instant::now(),
+            faults,
+        }
+    }
+
+    /// The connection to run the next batch on, reconnecting when one is due; `None` while
+    /// the database cannot be reached.
+    pub(super) fn connection(&mut self) -> Option<&mut DbConnection> {
+        if self.conn.is_some() && self.faults.fires(FailurePoint::WriterConnectionLost) {
+            log::warn!("writer connection lost (failure point)");
+            self.conn = None;
+            return None;
+        }
+        if self.conn.is_none() && Instant::now() >= self.retry_at {
+            match self.backend.establish() {
+                Ok(conn) => {
+                    log::info!("writer reconnected to the database");
+                    self.backoff.reset();
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    log::warn!("writer cannot reconnect ({e}); next try in {delay:?}");
+                    self.retry_at = Instant::now() + delay;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    /// After a failed batch: whether the connection is lost. A lost one is dropped and the
+    /// next batch reconnects at once.
+    pub(super) fn lost_after_failure(&mut self) -> bool {
+        let lost = self.conn.as_mut().is_none_or(is_lost);
+        if lost && self.conn.take().is_some() {
+            log::warn!("writer connection lost; reconnecting");
+            self.retry_at = Instant::now();
+        }
+        lost
+    }
+}
