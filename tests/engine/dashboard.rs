@@ -511,3 +511,49 @@ on_both_backends!(
     sessions_expire,
     pages_list_search_and_bulk_kill,
 );
+
+/// Two nodes on one PostgreSQL database: a session made on one is accepted by the other,
+/// both nodes are listed, and a kill on one node's dashboard shows on the other's.
+#[actix_rt::test]
+async fn a_postgres_cluster_shares_sessions_and_state() {
+    let t = TestApp::spawn_with(Backend::Postgres, |c| set_workers(c, "snapshots", 0)).await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = crate::common::test_config(&t.db);
+    config.bind = listener.local_addr().unwrap().to_string();
+    set_workers(&mut config, "snapshots", 0);
+    let second = jobline::run(config, listener)
+        .await
+        .expect("a second node starts");
+
+    let d = t.sign_in().await;
+    let on_other = |path: &str| {
+        t.client
+            .get(format!("{other}{path}"))
+            .header("cookie", format!("jobline_session={}", d.session))
+    };
+    let overview = t.send(on_other("/dashboard")).await;
+    assert_eq!(overview.status, 200, "the other node accepts the session");
+    assert!(
+        text(&overview).contains("Nodes alive (2)"),
+        "{}",
+        text(&overview)
+    );
+
+    let job = t.submit_snapshot("").await;
+    let killed = t
+        .send(
+            t.client
+                .post(format!("{other}/dashboard/jobs/{job}/kill"))
+                .header("cookie", format!("jobline_session={}", d.session))
+                .form(&[("csrf", d.csrf.as_str())]),
+        )
+        .await;
+    assert_eq!(killed.status, 303);
+    let page = text(
+        &t.dash_get(&d.session, &format!("/dashboard/jobs/{job}"))
+            .await,
+    );
+    assert!(page.contains("killed on request"), "{page}");
+    second.shutdown().await;
+}
