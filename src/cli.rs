@@ -7,7 +7,16 @@ use std::path::PathBuf;
 
 /// jobline: asynchronous requests for an e-shop platform's REST API.
 #[derive(Parser, Debug)]
-#[command(name = "jobline", version, about)]
+#[command(
+    name = "jobline",
+    version,
+    about,
+    after_help = "Configuration: built-in defaults, then a TOML file (--config PATH, else \
+the JOBLINE_CONFIG variable, else ./jobline.toml when it exists), then environment \
+variables: every key `k` is also JOBLINE_K (upper case), a nested key joins with `__` \
+(JOBLINE_QUEUES__IMAGES__WORKERS=4), a list is comma-separated. Every key, its default \
+and meaning: docs/configuration.md and jobline.example.toml."
+)]
 pub struct Cli {
     /// Configuration file (TOML); else JOBLINE_CONFIG, else ./jobline.toml when present.
     #[arg(long, global = true)]
@@ -119,7 +128,12 @@ fn eshop(config: &Config, command: EshopCommand) -> Result<(), String> {
                 }
                 other => other.to_string(),
             })?;
-            println!("created e-shop {eshop_id} ({name}); its API token:");
+            let key = db::signature_keys::current(&mut conn, eshop_id, crate::model::time::now())
+                .map_err(|e| e.to_string())?;
+            println!("created e-shop {eshop_id} ({name})");
+            println!("its webhook signature key (also at GET /api/webhooks/signature-key):");
+            println!("{key}");
+            println!("its API token:");
             println!("{token}");
         }
         EshopCommand::Token { eshop_id } => {

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Everything an operator can tune; the contract's §1 lists each key and its default.
+/// Everything an operator can tune; `docs/configuration.md` lists each key, its default and
+/// meaning, and `jobline.example.toml` sets each to its default (a test keeps all three equal).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -177,25 +178,51 @@ impl Config {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("JOBLINE_CONFIG").map(PathBuf::from));
         let mut figment = Figment::new();
-        match path {
+        let file = match path {
             Some(p) if !p.is_file() => {
                 return Err(format!("configuration file {} does not exist", p.display()))
             }
-            Some(p) => figment = figment.merge(Toml::file_exact(p)),
-            None if Path::new("jobline.toml").is_file() => {
-                figment = figment.merge(Toml::file_exact("jobline.toml"))
+            Some(p) => Some(p),
+            None if Path::new("jobline.toml").is_file() => Some(PathBuf::from("jobline.toml")),
+            None => None,
+        };
+        match &file {
+            Some(p) => {
+                log::info!("configuration file: {}", p.display());
+                figment = figment.merge(Toml::file_exact(p));
             }
-            None => {}
+            None => log::info!("no configuration file: defaults and JOBLINE_* variables"),
         }
         figment = figment.merge(Env::prefixed("JOBLINE_").split("__").ignore(&["config"]));
         let config: Config = figment.extract().map_err(describe)?;
-        config.validate()?;
+        if let Some((key, why)) = config.problem() {
+            let value = figment
+                .find_value(&key)
+                .ok()
+                .and_then(|v| serde_json::to_string(&v).ok())
+                .map(|v| format!(" = {v}"))
+                .unwrap_or_default();
+            let source = figment
+                .find_metadata(&key)
+                .map_or_else(|| "default".to_string(), source_of);
+            return Err(format!(
+                "invalid configuration: `{key}`{value} ({source}) {why}"
+            ));
+        }
         Ok(config)
     }
 
     /// Checks what serde cannot: ranges, URL schemes, known queues.
     pub fn validate(&self) -> Result<(), String> {
-        let bad = |key: &str, why: &str| Err(format!("invalid configuration: `{key}` {why}"));
+        match self.problem() {
+            Some((key, why)) => Err(format!("invalid configuration: `{key}` {why}")),
+            None => Ok(()),
+        }
+    }
+
+    /// The first value serde accepts but jobline cannot use: its key and why.
+    fn problem(&self) -> Option<(String, String)> {
+        let bad = |key: &str, why: &str| Some((key.to_string(), why.to_string()));
         if self.bind.parse::<SocketAddr>().is_err() {
             return bad("bind", "must be an address like 127.0.0.1:8080");
         }
@@ -278,7 +305,7 @@ impl Config {
                 );
             }
         }
-        Ok(())
+        None
     }
 
     /// The base URL of result and image links.
@@ -309,6 +336,17 @@ impl Config {
 }
 
 /// Names the key (as written in TOML: lower case, dotted) and the source of every error.
+/// Where a value came from: `TOML file /etc/jobline.toml`, `` `JOBLINE_` environment
+/// variable(s)``.
+fn source_of(m: &figment::Metadata) -> String {
+    match &m.source {
+        Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+        _ => m.name.to_string(),
+    }
+}
+
+/// Figment's errors, each with its key (when there is one: a TOML syntax error has none,
+/// and names its line instead), its source and the value.
 fn describe(errors: figment::Error) -> String {
     errors
         .into_iter()
@@ -317,9 +355,13 @@ fn describe(errors: figment::Error) -> String {
             let source = e
                 .metadata
                 .as_ref()
-                .map(|m| m.name.to_string())
+                .map(source_of)
                 .unwrap_or_else(|| "configuration".into());
-            format!("invalid configuration: `{key}` ({source}): {}", e.kind)
+            if key.is_empty() {
+                format!("invalid configuration ({source}): {}", e.kind)
+            } else {
+                format!("invalid configuration: `{key}` ({source}): {}", e.kind)
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -424,6 +466,94 @@ mod tests {
         });
     }
 
+    /// `docs/configuration.md`'s table, `jobline.example.toml` and `Config::default()` name
+    /// the same keys with the same defaults.
+    #[test]
+    fn reference_matches_the_code() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = root.join("jobline.example.toml");
+        let loaded: Config = Figment::new()
+            .merge(Toml::file_exact(&example))
+            .extract()
+            .expect("jobline.example.toml loads");
+        loaded.validate().unwrap();
+        let default = Config::default();
+        assert_eq!(loaded.queue_settings(), default.queue_settings());
+        let rest = |c: &Config| {
+            format!(
+                "{:?}",
+                Config {
+                    queues: BTreeMap::new(),
+                    ..c.clone()
+                }
+            )
+        };
+        assert_eq!(rest(&loaded), rest(&default), "example = defaults");
+
+        // The example's values as text, as the table writes them.
+        let values: BTreeMap<String, serde_json::Value> = Figment::new()
+            .merge(Toml::file_exact(&example))
+            .extract()
+            .unwrap();
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        let reference = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+        let mut documented = Vec::new();
+        for row in reference.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let key = cells[0].trim_start_matches("| ").trim_matches('`');
+            let default_cell = cells[1];
+            documented.push(key.to_string());
+            match key {
+                "public_url" | "outbound_proxy" => assert!(!values.contains_key(key)),
+                "queues.<name>.workers" => {
+                    for (name, workers) in QUEUES {
+                        assert!(
+                            default_cell.contains(&format!("`{name}`: {workers}")),
+                            "{row}"
+                        );
+                    }
+                }
+                "queues.<name>.max_run_time" => {
+                    let runs = &values["queues"]["images"]["max_run_time"];
+                    assert!(default_cell.contains(&format!("`{}`", text(runs))), "{row}");
+                }
+                _ => {
+                    let value = values
+                        .get(key)
+                        .unwrap_or_else(|| panic!("{key} is not in jobline.example.toml"));
+                    let first = default_cell.split('`').nth(1).unwrap_or(default_cell);
+                    assert_eq!(first, text(value), "default of {key}");
+                }
+            }
+        }
+        // Every field of Config is documented once (queues by its two nested keys).
+        let debug = format!("{default:#?}");
+        let mut fields: Vec<String> = debug
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| !l.starts_with(' '))
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+            .flat_map(|k| match k.as_str() {
+                "queues" => vec![
+                    "queues.<name>.workers".to_string(),
+                    "queues.<name>.max_run_time".to_string(),
+                ],
+                _ => vec![k],
+            })
+            .collect();
+        fields.sort();
+        documented.sort();
+        assert_eq!(documented, fields);
+    }
+
     #[test]
     fn file_then_environment_override() {
         Jail::expect_with(|jail| {
@@ -497,6 +627,30 @@ mod tests {
             jail.set_env("JOBLINE_TIMEZONE", "Mars/Base");
             let e = Config::load(None).unwrap_err();
             assert!(e.contains("timezone"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("jobline.toml", "bind = \"127.0.0.1:8080\"\nlease = \n")?;
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("TOML file") && e.contains("jobline.toml"), "{e}");
+            assert!(e.contains("line 2"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("jobline.toml", "database_url = \"mysql://x\"\n")?;
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("`database_url`"), "{e}");
+            assert!(e.contains("\"mysql://x\""), "value: {e}");
+            assert!(e.contains("jobline.toml"), "source: {e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_DB_POOL_SIZE", "0");
+            let e = Config::load(None).unwrap_err();
+            assert!(
+                e.contains("`db_pool_size` = 0 (`JOBLINE_` environment"),
+                "{e}"
+            );
             Ok(())
         });
         Jail::expect_with(|_| {

@@ -1,13 +1,16 @@
-//! Bearer-token authentication: the [`Tenant`] extractor resolves the e-shop of a request.
-//! Token hashes are cached for a minute so that a request costs no database read for it.
+//! Token authentication: the [`Tenant`] extractor resolves the e-shop of a request from
+//! `Authorization: Bearer <token>` or, for Shoptet clients, the same token in
+//! `Shoptet-Private-API-Token` or `Shoptet-Access-Token`. Token hashes are cached for a
+//! minute so that a request costs no database read for it.
 
 use super::error::ApiError;
+use super::shoptet;
 use super::AppState;
 use crate::actors::store::Authenticate;
 use crate::error::StoreError;
 use crate::model::ids::token_hash;
 use actix_web::http::StatusCode;
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,24 +49,38 @@ pub struct Tenant {
     pub eshop_id: i64,
 }
 
-/// The token of the `Authorization: Bearer` header, or the 401 to answer.
-pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
-    let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
-        return Err(ApiError::new(
+/// The API token of a request, or the 401 to answer: `Authorization: Bearer <token>` when
+/// that header is sent, else Shoptet's `Shoptet-Private-API-Token`, else
+/// `Shoptet-Access-Token` (the same tokens, the same errors).
+pub fn api_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let headers = req.headers();
+    if let Some(header) = headers.get(actix_web::http::header::AUTHORIZATION) {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        return header
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(invalid_token);
+    }
+    let shoptet = headers
+        .get(shoptet::PRIVATE_TOKEN_HEADER)
+        .or_else(|| headers.get(shoptet::ACCESS_TOKEN_HEADER));
+    match shoptet {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(invalid_token),
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing-access-token",
-            "Send the API token as `Authorization: Bearer <token>`.",
-        ));
-    };
-    // The scheme is case-insensitive (RFC 9110 §11.1).
-    header
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(invalid_token)
+            "Send the API token as `Authorization: Bearer <token>` (or in `Shoptet-Private-API-Token`).",
+        )),
+    }
 }
 
 fn invalid_token() -> ApiError {
@@ -97,17 +114,22 @@ impl FromRequest for Tenant {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Tenant, ApiError>>;
 
+    /// Resolves the e-shop and records it in the request's extensions (for the access log).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
+        let token = api_token(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let req = req.clone();
         Box::pin(async move {
             let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("no application state"))?;
-            match resolve(&state, &token_hash(&token)).await {
-                Ok(Some(eshop_id)) => Ok(Tenant { eshop_id }),
-                Ok(None) => Err(invalid_token()),
-                Err(e) => Err(e.into()),
-            }
+            let eshop_id = match resolve(&state, &token_hash(&token)).await {
+                Ok(Some(eshop_id)) => eshop_id,
+                Ok(None) => return Err(invalid_token()),
+                Err(e) => return Err(e.into()),
+            };
+            let tenant = Tenant { eshop_id };
+            req.extensions_mut().insert(tenant);
+            Ok(tenant)
         })
     }
 }

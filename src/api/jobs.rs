@@ -5,6 +5,7 @@ use super::auth::Tenant;
 use super::envelope::{ok, paginator, reply};
 use super::error::ApiError;
 use super::params::QueryParams;
+use super::shoptet::Shape;
 use super::AppState;
 use crate::actors::store::{GetJob, KillJob, ListJobs, SubmitJob};
 use crate::db::jobs::{Job, JobFilter};
@@ -191,12 +192,14 @@ async fn read_job(state: &AppState, tenant: Tenant, id: &str) -> Result<Job, Api
         .map_err(|e| ApiError::from_store(e, job_not_found(id)))
 }
 
-/// `GET /api/system/jobs/{jobId}` with optional `?wait=N`.
+/// `GET /api/system/jobs/{jobId}` with optional `?wait=N`; the detail is `data` itself, or
+/// `data.job` in the Shoptet shape.
 pub async fn get(
     state: web::Data<AppState>,
     tenant: Tenant,
     id: web::Path<String>,
     req: HttpRequest,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let q = QueryParams::parse(&req)?;
@@ -207,7 +210,7 @@ pub async fn get(
         let job = read_job(&state, tenant, &id).await?;
         let now = time::now();
         if job.status_at(now).is_finished() || tokio::time::Instant::now() >= deadline {
-            return Ok(ok(detail(&state, &job, now)));
+            return Ok(ok(shape.job(detail(&state, &job, now))));
         }
         let poll = tokio::time::sleep(WAIT_POLL.min(deadline - tokio::time::Instant::now()));
         tokio::pin!(poll);
@@ -263,11 +266,13 @@ pub async fn list(
     })))
 }
 
-/// `DELETE /api/system/jobs/{jobId}`: kills a pending or running job.
+/// `DELETE /api/system/jobs/{jobId}`: kills a pending or running job; answers its detail
+/// in the request's shape.
 pub async fn kill(
     state: web::Data<AppState>,
     tenant: Tenant,
     id: web::Path<String>,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     if !ids::is_job_id(&id) {
@@ -291,5 +296,8 @@ pub async fn kill(
         })?;
     state.events.stop_job(&id);
     state.events.job_ended(&id);
-    Ok(reply(StatusCode::OK, detail(&state, &job, time::now())))
+    Ok(reply(
+        StatusCode::OK,
+        shape.job(detail(&state, &job, time::now())),
+    ))
 }

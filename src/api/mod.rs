@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the envelope, authentication, and one file per resource. Handlers
 //! translate a REST call into messages to the actors and the replies into the envelope.
 
+mod access_log;
 pub mod auth;
 mod body_deadline;
 mod dashboard;
@@ -11,10 +12,12 @@ mod health;
 mod images;
 mod jobs;
 pub mod metrics;
+mod openapi;
 pub mod params;
 mod products;
 pub mod rate_limit;
 mod results;
+mod shoptet;
 mod snapshot;
 mod webhooks;
 
@@ -59,63 +62,68 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     ))
 }
 
+/// Declares every route once: [`ROUTES`] lists them (the OpenAPI document is checked
+/// against that list) and `register` adds them to a scope as [`endpoint::Endpoint`]s, in
+/// order (fixed paths before the patterns that would capture them).
+macro_rules! routes {
+    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),+ $(,)?) => {
+        /// Every route: its path pattern (as the OpenAPI document writes it) and the
+        /// `Endpoint` methods serving it: `get` (answers `HEAD` too), `get_without_head` (a
+        /// `GET` that submits a job), `post`, `patch`, `delete`.
+        pub const ROUTES: &[(&str, &[&str])] = &[$(($path, &[$(stringify!($method)),+])),+];
+
+        fn register(scope: actix_web::Scope) -> actix_web::Scope {
+            scope$(.service(endpoint($path)$(.$method($handler))+))+
+        }
+    };
+}
+
+routes! {
+    "/metrics" => [get => metrics::scrape],
+    "/healthz" => [get => health::healthz],
+    "/readyz" => [get => health::readyz],
+    "/api-results/{file}" => [get => results::download],
+    "/api/openapi.json" => [get => openapi::document],
+    // A snapshot is submitted by GET; HEAD must not submit one.
+    "/api/products/snapshot" => [get_without_head => snapshot::submit],
+    "/api/products" => [get => products::list, post => products::create],
+    "/api/products/{guid}" => [
+        get => products::get,
+        patch => products::update,
+        delete => products::delete,
+    ],
+    "/api/products/{guid}/images" => [post => images::submit],
+    "/api/products/{guid}/images/{name}" => [get => images::serve],
+    "/api/system/jobs" => [get => jobs::list],
+    "/api/system/jobs/" => [get => jobs::list],
+    "/api/system/jobs/{job_id}" => [get => jobs::get, delete => jobs::kill],
+    "/api/webhooks/notifications" => [get => webhooks::notifications],
+    "/api/webhooks/notifications/{id}/redeliver" => [post => webhooks::redeliver],
+    "/api/webhooks/renew-signature-key" => [post => webhooks::renew_signature_key],
+    "/api/webhooks/signature-key" => [get => webhooks::signature_key],
+    "/api/webhooks" => [get => webhooks::list, post => webhooks::create],
+    "/api/webhooks/{id}" => [
+        get => webhooks::get,
+        patch => webhooks::update,
+        delete => webhooks::delete,
+    ],
+}
+
 /// Registers every route on an actix-web `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("")
+        register(web::scope(""))
             .wrap(from_fn(body_deadline::enforce))
             .wrap(from_fn(params::reject_nul_in_path))
             .wrap(from_fn(rate_limit::limit))
             .wrap(from_fn(error::envelope_foreign_errors))
             .wrap(from_fn(envelope::with_request_id))
             .wrap(from_fn(endpoint::head_without_body))
-            // Outermost: counts every answer, the rate limiter's 429s included.
+            // Counts every answer, the rate limiter's 429s included.
             .wrap(from_fn(metrics::record))
-            .service(endpoint("/metrics").get(metrics::scrape))
-            .service(endpoint("/healthz").get(health::healthz))
-            .service(endpoint("/readyz").get(health::readyz))
-            .service(endpoint("/api-results/{file}").get(results::download))
-            // A snapshot is submitted by GET; HEAD must not submit one.
-            .service(endpoint("/api/products/snapshot").get_without_head(snapshot::submit))
-            .service(
-                endpoint("/api/products")
-                    .get(products::list)
-                    .post(products::create),
-            )
-            .service(
-                endpoint("/api/products/{guid}")
-                    .get(products::get)
-                    .patch(products::update)
-                    .delete(products::delete),
-            )
-            .service(endpoint("/api/products/{guid}/images").post(images::submit))
-            .service(endpoint("/api/products/{guid}/images/{name}").get(images::serve))
-            .service(endpoint("/api/system/jobs").get(jobs::list))
-            .service(endpoint("/api/system/jobs/").get(jobs::list))
-            .service(
-                endpoint("/api/system/jobs/{job_id}")
-                    .get(jobs::get)
-                    .delete(jobs::kill),
-            )
-            // Fixed paths first: `/api/webhooks/{id}` would capture them otherwise.
-            .service(endpoint("/api/webhooks/notifications").get(webhooks::notifications))
-            .service(
-                endpoint("/api/webhooks/notifications/{id}/redeliver").post(webhooks::redeliver),
-            )
-            .service(
-                endpoint("/api/webhooks/renew-signature-key").post(webhooks::renew_signature_key),
-            )
-            .service(
-                endpoint("/api/webhooks")
-                    .get(webhooks::list)
-                    .post(webhooks::create),
-            )
-            .service(
-                endpoint("/api/webhooks/{id}")
-                    .get(webhooks::get)
-                    .patch(webhooks::update)
-                    .delete(webhooks::delete),
-            )
+            // Outermost: logs every answer with the request id set above.
+            .wrap(from_fn(access_log::log_request))
+            // The operator dashboard: HTML, not part of the API's OpenAPI document.
             .configure(dashboard::configure)
             .default_service(web::to(not_found)),
     );

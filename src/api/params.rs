@@ -3,6 +3,7 @@
 //! malformed request never reaches a handler's logic and never yields a 500.
 
 use super::error::ApiError;
+use super::shoptet::is_json_content_type;
 use crate::model::time::parse_api_time;
 use crate::model::Micros;
 use actix_web::body::{EitherBody, MessageBody};
@@ -121,10 +122,10 @@ impl QueryParams {
     }
 }
 
-/// Reads a JSON body of type `T`: 415 unless the content type is JSON, 413 over
-/// [`MAX_BODY`], 408 when it does not arrive within `body_read_timeout`, 422
-/// `invalid-request-data` naming the field for malformed JSON, wrong types, missing or
-/// unknown fields.
+/// Reads a JSON body of type `T`: 415 unless the content type is JSON (Shoptet's vendor
+/// type included), 413 over [`MAX_BODY`], 408 when it does not arrive within
+/// `body_read_timeout`, 422 `invalid-request-data` naming the field for malformed JSON,
+/// wrong types, missing or unknown fields.
 pub async fn json_body<T: DeserializeOwned>(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -134,17 +135,11 @@ pub async fn json_body<T: DeserializeOwned>(
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if !(mime == "application/json" || mime.ends_with("+json")) {
+    if !is_json_content_type(content_type) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
-            "The body must be JSON (Content-Type: application/json).",
+            "The body must be JSON (Content-Type: application/json or application/vnd.shoptet.v1.0).",
         ));
     }
     let too_large = || {

@@ -133,7 +133,7 @@ impl RateLimiter {
 /// A database that does not answer counts as "not authenticated" here; the handler then
 /// answers 503 itself.
 async fn bucket_of(state: &AppState, req: &ServiceRequest) -> BucketKey {
-    if let Ok(token) = super::auth::bearer_token(req.request()) {
+    if let Ok(token) = super::auth::api_token(req.request()) {
         let hash = token_hash(&token);
         if let Ok(Some(_)) = super::auth::resolve(state, &hash).await {
             return BucketKey::Token(hash);

@@ -5,9 +5,10 @@ use super::auth::Tenant;
 use super::envelope::{ok, paginator, reply};
 use super::error::ApiError;
 use super::params::{json_body, Body, QueryParams};
+use super::shoptet::Shape;
 use super::AppState;
 use crate::actors::store::{
-    CreateWebhooks, DeleteWebhook, GetWebhook, ListNotifications, ListWebhooks,
+    CreateWebhooks, DeleteWebhook, GetSignatureKey, GetWebhook, ListNotifications, ListWebhooks,
     RedeliverNotification, RenewSignatureKey, UpdateWebhook, WebhooksCreated,
 };
 use crate::db::deliveries::{Notification, NotificationFilter};
@@ -29,11 +30,21 @@ pub const KEY_GRACE: Micros = 24 * 3600 * time::SECOND;
 /// Statuses a notification can have.
 const STATUSES: &[&str] = &["pending", "success", "failed"];
 
+/// Shoptet's `sendPayload`: accepted as Shoptet clients send it (`null` or `"full"`), with
+/// no effect, as Shoptet does for events without a payload (`job:finished` has none).
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SendPayload {
+    Full,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewWebhook {
     event: String,
     url: String,
+    #[serde(default, rename = "sendPayload")]
+    _send_payload: Option<SendPayload>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +52,8 @@ struct NewWebhook {
 struct WebhookPatch {
     url: Option<String>,
     active: Option<bool>,
+    #[serde(default, rename = "sendPayload")]
+    send_payload: Option<SendPayload>,
 }
 
 /// Parses a webhook URL and answers its normalised form (lower-case scheme and host,
@@ -145,6 +158,7 @@ pub async fn create(
     tenant: Tenant,
     req: HttpRequest,
     payload: web::Payload,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let body: Body<Vec<NewWebhook>> = json_body(&req, payload).await?;
     if body.data.is_empty() {
@@ -191,7 +205,10 @@ pub async fn create(
         })?;
     match created {
         WebhooksCreated::Created(list) => {
-            let items: Vec<Value> = list.iter().map(|w| view(&state, w)).collect();
+            let items: Vec<Value> = list
+                .iter()
+                .map(|w| shape.webhook_item(view(&state, w)))
+                .collect();
             Ok(reply(StatusCode::CREATED, json!({"webhooks": items})))
         }
         WebhooksCreated::EventTaken(i) => Err(taken(i, &body.data[i].event)),
@@ -203,6 +220,7 @@ pub async fn list(
     state: web::Data<AppState>,
     tenant: Tenant,
     req: HttpRequest,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req)?;
     let (page, per_page) = q.pagination(100, 500)?;
@@ -214,18 +232,22 @@ pub async fn list(
             limit: per_page,
         })
         .await?;
-    let items: Vec<Value> = hooks.iter().map(|w| view(&state, w)).collect();
+    let items: Vec<Value> = hooks
+        .iter()
+        .map(|w| shape.webhook_item(view(&state, w)))
+        .collect();
     Ok(ok(json!({
         "webhooks": items,
         "paginator": paginator(total, page, per_page, hooks.len()),
     })))
 }
 
-/// `GET /api/webhooks/{id}`.
+/// `GET /api/webhooks/{id}`: the webhook is `data`, or `data.webhook` in the Shoptet shape.
 pub async fn get(
     state: web::Data<AppState>,
     tenant: Tenant,
     id: web::Path<String>,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let w = state
@@ -236,20 +258,22 @@ pub async fn get(
         })
         .await
         .map_err(|e| ApiError::from_store(e, webhook_not_found(&id)))?;
-    Ok(ok(view(&state, &w)))
+    Ok(ok(shape.webhook(view(&state, &w))))
 }
 
-/// `PATCH /api/webhooks/{id}`: changes the URL and/or whether it is active.
+/// `PATCH /api/webhooks/{id}`: changes the URL and/or whether it is active; answers the
+/// webhook as `GET` does.
 pub async fn update(
     state: web::Data<AppState>,
     tenant: Tenant,
     id: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let body: Body<WebhookPatch> = json_body(&req, payload).await?;
-    if body.data.url.is_none() && body.data.active.is_none() {
+    if body.data.url.is_none() && body.data.active.is_none() && body.data.send_payload.is_none() {
         return Err(ApiError::invalid_data(
             "data",
             "Give `url`, `active` or both.",
@@ -275,7 +299,7 @@ pub async fn update(
     if w.active {
         state.events.wake_webhooks();
     }
-    Ok(ok(view(&state, &w)))
+    Ok(ok(shape.webhook(view(&state, &w))))
 }
 
 /// `DELETE /api/webhooks/{id}`.
@@ -312,6 +336,21 @@ pub async fn renew_signature_key(
     Ok(ok(json!({"signatureKey": key})))
 }
 
+/// `GET /api/webhooks/signature-key`: the key that signs the e-shop's deliveries now, so a
+/// subscriber can verify from the first delivery on without renewing.
+pub async fn signature_key(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+) -> Result<HttpResponse, ApiError> {
+    let key = state
+        .store
+        .read(GetSignatureKey {
+            eshop_id: tenant.eshop_id,
+        })
+        .await?;
+    Ok(ok(json!({"signatureKey": key})))
+}
+
 fn notification_cutoff(state: &AppState) -> Micros {
     time::now() - time::micros(state.config.notification_retention)
 }
@@ -321,6 +360,7 @@ pub async fn notifications(
     state: web::Data<AppState>,
     tenant: Tenant,
     req: HttpRequest,
+    shape: Shape,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req)?;
     let (page, per_page) = q.pagination(100, 500)?;
@@ -339,7 +379,10 @@ pub async fn notifications(
             cutoff: notification_cutoff(&state),
         })
         .await?;
-    let views: Vec<Value> = items.iter().map(|n| notification_view(&state, n)).collect();
+    let views: Vec<Value> = items
+        .iter()
+        .map(|n| shape.notification(notification_view(&state, n)))
+        .collect();
     Ok(ok(json!({
         "notifications": views,
         "paginator": paginator(total, page, per_page, items.len()),

@@ -5,7 +5,7 @@
 use super::eshops::insert_signature_key;
 use super::schema::signature_keys;
 use super::DbConnection;
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use crate::model::Micros;
 use diesel::prelude::*;
 
@@ -45,4 +45,13 @@ pub fn valid(conn: &mut DbConnection, eshop_id: i64, now: Micros) -> StoreResult
         .order((signature_keys::created_at.desc(), signature_keys::id.desc()))
         .select(signature_keys::secret)
         .load(conn)?)
+}
+
+/// The key that signs an e-shop's deliveries now: the newest valid one, as the e-shop got it
+/// (from `jobline eshop add`, `GET /api/webhooks/signature-key` or the last renewal).
+pub fn current(conn: &mut DbConnection, eshop_id: i64, now: Micros) -> StoreResult<String> {
+    valid(conn, eshop_id, now)?
+        .into_iter()
+        .next()
+        .ok_or(StoreError::NotFound)
 }

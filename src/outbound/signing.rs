@@ -3,10 +3,15 @@
 //! "<id>.<timestamp>.<body>")), one item per valid key, space-separated (so a renewed key
 //! and the previous one both sign during the grace). [`verify`] is what a subscriber runs;
 //! the tests' receiver uses it, and it is offered to Rust subscribers as it is.
+//!
+//! Beside them, every delivery carries Shoptet's `Shoptet-Webhook-Signature`
+//! ([`shoptet_signature`]): the lowercase hex HMAC-SHA1 of the body keyed with the current
+//! secret exactly as the e-shop received it, which Shoptet's SDKs check.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use sha2::Sha256;
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -88,6 +93,17 @@ pub fn signature_header(
     Ok(items?.join(" "))
 }
 
+/// The header carrying Shoptet's signature.
+pub const SHOPTET_SIGNATURE_HEADER: &str = "shoptet-webhook-signature";
+
+/// Shoptet's signature of a body: lowercase hex HMAC-SHA1 keyed with the bytes of the
+/// secret string as given out (`whsec_…` included, not decoded).
+pub fn shoptet_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Checks a delivery as a subscriber should: the timestamp within `tolerance_secs` of
 /// `now_secs`, and at least one `v1,` item equal to the expected signature. Items are
 /// compared in constant time, and only when their length is the expected one, so an empty
@@ -154,6 +170,20 @@ mod tests {
         let both = signature_header(&[other.clone(), SECRET.to_string()], ID, TS, BODY).unwrap();
         assert_eq!(both.split(' ').count(), 2);
         assert_eq!(check(&both, TS), Ok(()));
+    }
+
+    #[test]
+    fn shoptet_signature_is_hex_hmac_sha1_of_the_key_string() {
+        // RFC 2202 test case 2: HMAC-SHA1 with key "Jefe".
+        assert_eq!(
+            shoptet_signature("Jefe", b"what do ya want for nothing?"),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+        assert_ne!(
+            shoptet_signature(SECRET, BODY),
+            shoptet_signature(&SECRET[6..], BODY),
+            "keyed with the whole string as given out"
+        );
     }
 
     #[test]

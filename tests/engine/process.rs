@@ -35,6 +35,11 @@ fn eshop_commands() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout.lines().last().unwrap().to_string();
     assert!(token.starts_with("jl_"), "{stdout}");
+    // The signing key is printed too, and it is the one that signs deliveries.
+    let now = jobline::model::time::now();
+    let key = jobline::db::signature_keys::current(&mut db.connect(), 222651, now).unwrap();
+    assert!(key.starts_with("whsec_"), "{key}");
+    assert!(stdout.lines().any(|l| l == key), "{stdout}");
 
     let again = jobline(&db.url, &["eshop", "add", "222651"]);
     assert_eq!(again.status.code(), Some(1));
@@ -49,6 +54,16 @@ fn eshop_commands() {
         jobline(&db.url, &["eshop", "token", "9"]).status.code(),
         Some(1)
     );
+
+    let help = String::from_utf8(jobline(&db.url, &["--help"]).stdout).unwrap();
+    for part in [
+        "JOBLINE_CONFIG",
+        "jobline.toml",
+        "JOBLINE_K",
+        "docs/configuration.md",
+    ] {
+        assert!(help.contains(part), "{part} in {help}");
+    }
 
     let list = jobline(&db.url, &["eshop", "list"]);
     let listed = String::from_utf8(list.stdout).unwrap();
@@ -232,6 +247,96 @@ async fn sigterm_exits_cleanly(backend: Backend) {
     assert_eq!(running, 0, "no job is left running after a clean exit");
 }
 
+/// One access log line per request with its id, e-shop, route, status and duration; no
+/// token, signing key or result secret anywhere in the output but the token's own line.
+async fn the_log_names_each_request_and_no_secret(backend: Backend) {
+    let db = TestDb::new(backend);
+    let client = reqwest::Client::new();
+    let mut node = Node::start(&db.url, true, &[]);
+    let token = node.token.clone().unwrap();
+    let submit = client
+        .get(node.url("/api/products/snapshot"))
+        .header("Shoptet-Private-API-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submit.status(), 202);
+    let request_id = submit.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let job_id = submit.json::<Value>().await.unwrap()["data"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, job) = json(
+        client
+            .get(node.url(&format!("/api/system/jobs/{job_id}?wait=30")))
+            .bearer_auth(&token),
+    )
+    .await;
+    let result_url = job["data"]["resultUrl"].as_str().unwrap().to_string();
+    let secret = result_url
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    // public_url names port 0 here: fetch the same path from the node.
+    let result_path = &result_url[result_url.find("/api-results/").unwrap()..];
+    let download = client.get(node.url(result_path)).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    let (_, key) = json(
+        client
+            .get(node.url("/api/webhooks/signature-key"))
+            .bearer_auth(&token),
+    )
+    .await;
+    let key = key["data"]["signatureKey"].as_str().unwrap().to_string();
+    let (status, _) = json(
+        client
+            .get(node.url("/api/webhooks"))
+            .bearer_auth("jl_wrong"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    node.signal("-TERM");
+    assert_eq!(node.wait_exit(Duration::from_secs(30)).code(), Some(0));
+
+    let output = node.output();
+    let log = output.join("\n");
+    assert!(
+        output.iter().any(|l| l.contains("no configuration file")),
+        "{log}"
+    );
+    let line = output
+        .iter()
+        .find(|l| l.contains(&format!("request={request_id}")))
+        .unwrap_or_else(|| panic!("no access line for {request_id}: {log}"));
+    for part in [
+        "eshop=1",
+        "GET /api/products/snapshot",
+        "status=202",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert!(log.contains("GET /api-results/{file} status=200"), "{log}");
+    assert!(
+        log.contains("eshop=- GET /api/webhooks status=401"),
+        "{log}"
+    );
+    let token_lines = output.iter().filter(|l| l.contains(&token)).count();
+    assert_eq!(
+        token_lines, 1,
+        "the token only on its own stdout line: {log}"
+    );
+    assert!(!log.contains(&secret), "{log}");
+    assert!(!log.contains(&key), "{log}");
+}
+
 async fn proxy_variables_of_the_environment_are_ignored(backend: Backend) {
     let db = TestDb::new(backend);
     let proxy = RecordingServer::start();
@@ -285,5 +390,6 @@ async fn proxy_variables_of_the_environment_are_ignored(backend: Backend) {
 crate::on_both_backends!(
     crash_loses_no_accepted_job,
     sigterm_exits_cleanly,
+    the_log_names_each_request_and_no_secret,
     proxy_variables_of_the_environment_are_ignored,
 );

@@ -1,5 +1,6 @@
 //! Webhooks: registration and its validation, signed `job:finished` deliveries to a real
-//! receiver, retries, 410, timeouts, redirects, redelivery, private targets, key renewal.
+//! receiver, retries, 410, timeouts, redirects, redelivery, private targets, the readable
+//! signing key, key renewal, and Shoptet's signature header as its PHP SDK checks it.
 
 use crate::common::{eventually, is_api_time, Backend, RecordingServer, TestApp};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -564,18 +565,40 @@ async fn webhook_urls_are_parsed_and_normalised(backend: Backend) {
     assert_eq!(a.body["data"]["url"], "http://example.org/");
 }
 
-async fn without_a_webhook_the_notification_fails(backend: Backend) {
-    let t = spawn(backend, |_| {}).await;
+async fn without_a_webhook_the_notification_is_retried(backend: Backend) {
+    let t = spawn(backend, |c| {
+        c.webhook_retry_schedule = vec![Duration::from_millis(300); 3];
+    })
+    .await;
+    // No webhook at all: every attempt of the schedule is made, then `failed`.
     let job_id = t.submit_snapshot("").await;
     let n = wait_notification(&t, &job_id, "failed").await;
     assert_eq!(
         n["lastAttempt"]["error"], "no active job:finished webhook",
         "{n}"
     );
+    assert_eq!(n["attempts"], 4, "the first attempt and 3 retries: {n}");
     assert!(n["webhookId"].is_null());
-    // Registered later, a redelivery reaches it.
+    // A webhook registered while a notification is still being retried gets it, with no
+    // redelivery asked.
+    let second = t.submit_snapshot("?visibility=hidden").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while notification_of(&t, &second)
+        .await
+        .is_none_or(|n| n["attempts"] == 0)
+    {
+        assert!(std::time::Instant::now() < deadline, "no first attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut rx = Receiver::start(|_| Reply::Status(200));
     register(&t, &rx.url).await;
+    let hit = rx.next().await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&hit.body).unwrap()["eventInstance"],
+        second.as_str()
+    );
+    wait_notification(&t, &second, "success").await;
+    // The failed one is redelivered on request.
     let id = n["id"].as_str().unwrap();
     let a = t
         .post(
@@ -586,6 +609,78 @@ async fn without_a_webhook_the_notification_fails(backend: Backend) {
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(rx.next().await.headers["webhook-id"], id);
     wait_notification(&t, &job_id, "success").await;
+}
+
+/// Shoptet's PHP SDK `SignatureValidator::isValid($signatureKey, $body, $signature)`:
+/// `hash_equals(hash_hmac('sha1', $body, $signatureKey), $signature)`.
+fn php_sdk_signature_is_valid(signature_key: &str, body: &str, signature: &str) -> bool {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(signature_key.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes()) == signature
+}
+
+async fn the_first_delivery_verifies_with_the_readable_key(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+    // Never renewed: the key the e-shop can read signs.
+    let a = t.get("/api/webhooks/signature-key").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let key = a.body["data"]["signatureKey"].as_str().unwrap().to_string();
+    assert_eq!(secrets(&t, 1), vec![key.clone()]);
+    let other = t.add_eshop(2);
+    let theirs = t.get_as(&other, "/api/webhooks/signature-key").await;
+    assert_ne!(theirs.body["data"]["signatureKey"], key.as_str());
+    assert_eq!(
+        t.get_as("", "/api/webhooks/signature-key").await.status,
+        401
+    );
+
+    t.submit_snapshot("").await;
+    let hit = rx.next().await;
+    assert_eq!(verify(&key, &hit), Ok(()));
+    let shoptet = &hit.headers["shoptet-webhook-signature"];
+    assert_eq!(shoptet.len(), 40, "{shoptet}");
+    assert_eq!(shoptet, &shoptet.to_ascii_lowercase());
+    assert!(php_sdk_signature_is_valid(&key, &hit.body, shoptet));
+    assert!(!php_sdk_signature_is_valid(
+        &key,
+        &format!("{} ", hit.body),
+        shoptet
+    ));
+}
+
+async fn renewals_sign_with_every_key_of_the_last_day(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(200));
+    register(&t, &rx.url).await;
+    let first = t.get("/api/webhooks/signature-key").await.body["data"]["signatureKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut renewed = Vec::new();
+    for _ in 0..3 {
+        let a = t.post("/api/webhooks/renew-signature-key", json!({})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        renewed.push(a.body["data"]["signatureKey"].as_str().unwrap().to_string());
+    }
+    let current = renewed.last().unwrap();
+    let read = t.get("/api/webhooks/signature-key").await;
+    assert_eq!(read.body["data"]["signatureKey"], current.as_str());
+
+    t.submit_snapshot("").await;
+    let hit = rx.next().await;
+    // Standard Webhooks: one signature per key of the last 24 h, the replaced ones too.
+    assert_eq!(hit.headers["webhook-signature"].split(' ').count(), 4);
+    for key in renewed.iter().chain([&first]) {
+        assert_eq!(verify(key, &hit), Ok(()), "{key}");
+    }
+    // Shoptet: only the current key, as renew-signature-key returned it.
+    let shoptet = &hit.headers["shoptet-webhook-signature"];
+    assert!(php_sdk_signature_is_valid(current, &hit.body, shoptet));
+    assert!(!php_sdk_signature_is_valid(&first, &hit.body, shoptet));
+    assert!(!php_sdk_signature_is_valid(&renewed[1], &hit.body, shoptet));
 }
 
 async fn crud_validation_and_tenant_scoping(backend: Backend) {
@@ -794,7 +889,9 @@ crate::on_both_backends!(
     private_targets_are_refused,
     a_configured_proxy_does_not_bypass_the_guard,
     webhook_urls_are_parsed_and_normalised,
-    without_a_webhook_the_notification_fails,
+    without_a_webhook_the_notification_is_retried,
+    the_first_delivery_verifies_with_the_readable_key,
+    renewals_sign_with_every_key_of_the_last_day,
     crud_validation_and_tenant_scoping,
     renewed_keys_sign_together_during_the_grace,
 );

@@ -118,6 +118,19 @@ impl WriteOp for RenewSignatureKey {
     }
 }
 
+/// Reads the key that signs an e-shop's deliveries now.
+pub struct GetSignatureKey {
+    /// Owner.
+    pub eshop_id: i64,
+}
+
+impl ReadOp for GetSignatureKey {
+    type Output = String;
+    fn run(self, conn: &mut DbConnection) -> StoreResult<String> {
+        signature_keys::current(conn, self.eshop_id, time::now())
+    }
+}
+
 /// One page of an e-shop's notifications with the total count.
 pub struct ListNotifications {
     /// Owner.

@@ -100,16 +100,21 @@ pub async fn deliver(client: &GuardedClient, d: &ClaimedDelivery, timeout: Durat
                 return finish(out);
             }
         };
-    let sent = client
+    let mut request = client
         .http()
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("webhook-id", &d.id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(d.payload.clone())
-        .send()
-        .await;
+        .header("webhook-signature", signature);
+    // Shoptet's header: the current (newest) key only.
+    if let Some(current) = target.secrets.first() {
+        request = request.header(
+            signing::SHOPTET_SIGNATURE_HEADER,
+            signing::shoptet_signature(current, d.payload.as_bytes()),
+        );
+    }
+    let sent = request.body(d.payload.clone()).send().await;
     let mut res = match sent {
         Ok(res) => res,
         Err(e) if e.is_timeout() => {

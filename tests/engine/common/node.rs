@@ -13,7 +13,10 @@ pub struct Node {
     pub child: Child,
     pub addr: String,
     pub token: Option<String>,
-    _lines: mpsc::Receiver<(bool, String)>,
+    /// Lines (stdout or stderr) not read yet.
+    lines: mpsc::Receiver<(bool, String)>,
+    /// Lines read so far.
+    seen: Vec<String>,
 }
 
 impl Node {
@@ -54,11 +57,13 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(60);
         let (mut token, mut addr) = (None, None);
         let mut token_next = false;
+        let mut seen = Vec::new();
         // stdout (the token) and stderr (the log) arrive on two threads: wait for both.
         while addr.is_none() || (expect_token && token.is_none()) {
             let (is_stdout, line) = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("jobline serve printed where it listens");
+            seen.push(line.clone());
             if token_next && is_stdout {
                 token = Some(line.trim().to_string());
                 token_next = false;
@@ -74,8 +79,17 @@ impl Node {
             child,
             addr: addr.unwrap(),
             token,
-            _lines: rx,
+            lines: rx,
+            seen,
         }
+    }
+
+    /// Everything the process printed so far (stdout and stderr), in arrival order.
+    pub fn output(&mut self) -> Vec<String> {
+        while let Ok((_, line)) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
