@@ -14,9 +14,9 @@ d = tempfile.mkdtemp(prefix="jobline-snapshot-")
 binary = os.environ.get("BENCH_JOBLINE_BINARY", os.path.abspath("target/release/jobline"))
 env = dict(os.environ, JOBLINE_BIND=f"127.0.0.1:{port}", JOBLINE_RATE_LIMIT_CAPACITY="0", RUST_LOG="warn")
 p = subprocess.Popen([binary, "serve"], cwd=d, env=env, stdout=subprocess.PIPE, text=True)
-lines=[]
-while len(lines) < 2: lines.append(p.stdout.readline().strip())
-token = lines[1]
+# The demo e-shop's token is the line after the one announcing it (an operator's comes first).
+while "demo e-shop" not in p.stdout.readline(): pass
+token = p.stdout.readline().strip()
 def req(method, path, body=None):
     r = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=json.dumps(body).encode() if body else None,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})

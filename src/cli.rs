@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, the `eshop` commands and `bench`.
+//! The command line: `serve`, `migrate`, the `eshop` and `operator` commands, and `bench`.
 
 use crate::config::Config;
 use crate::db::{self, Backend};
@@ -42,6 +42,29 @@ pub enum Command {
     /// Benchmark: start `jobline serve` on a fresh database, submit snapshot jobs over
     /// HTTP, verify every signed webhook, print one JSON line of figures.
     Bench(crate::bench::BenchArgs),
+    /// Manage operators (who may use the dashboard).
+    Operator {
+        /// The operator command.
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+/// Operator commands.
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Add an operator; prints its dashboard token (shown once) as the last line.
+    Add {
+        /// A name for the person or role (unique).
+        name: String,
+    },
+    /// List operators (never tokens).
+    List,
+    /// Remove an operator and end its sessions.
+    Remove {
+        /// The operator's name.
+        name: String,
+    },
 }
 
 /// E-shop commands.
@@ -100,6 +123,7 @@ pub fn main() -> i32 {
         Command::Migrate => open(&config).map(|_| println!("migrations are up to date")),
         Command::Eshop { command } => eshop(&config, command),
         Command::Bench(_) => unreachable!("handled above"),
+        Command::Operator { command } => operator(&config, command),
     };
     match outcome {
         Ok(()) => 0,
@@ -153,11 +177,47 @@ fn eshop(config: &Config, command: EshopCommand) -> Result<(), String> {
     Ok(())
 }
 
+fn operator(config: &Config, command: OperatorCommand) -> Result<(), String> {
+    let mut conn = open(config)?;
+    match command {
+        OperatorCommand::Add { name } => {
+            if name.trim().is_empty() || name.len() > 100 {
+                return Err("an operator's name must have 1 to 100 characters".into());
+            }
+            let token = db::operators::add(&mut conn, &name).map_err(|e| match e {
+                crate::error::StoreError::Conflict(_) => format!("operator {name} already exists"),
+                other => other.to_string(),
+            })?;
+            println!("added operator {name}; its dashboard token (shown once):");
+            println!("{token}");
+        }
+        OperatorCommand::List => {
+            let zone = config.timezone;
+            for o in db::operators::list(&mut conn).map_err(|e| e.to_string())? {
+                println!("{}\tadded {}", o.name, zone.format(o.created_at));
+            }
+        }
+        OperatorCommand::Remove { name } => {
+            db::operators::remove(&mut conn, &name).map_err(|e| match e {
+                crate::error::StoreError::NotFound => format!("operator {name} does not exist"),
+                other => other.to_string(),
+            })?;
+            println!("removed operator {name} and ended its sessions");
+        }
+    }
+    Ok(())
+}
+
 fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let listener = std::net::TcpListener::bind(&config.bind)
             .map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
-        let app = crate::run(config, listener).await?;
+        let app = crate::run(config.clone(), listener).await?;
+        if let Some(token) = &app.operator_token {
+            println!("created the operator admin; its dashboard token (shown once):");
+            println!("{token}");
+            println!("sign in at {}/dashboard", app_url(&config, app.addr));
+        }
         if let Some(token) = &app.demo_token {
             println!("created the demo e-shop 1; its API token (shown once):");
             println!("{token}");
@@ -175,6 +235,14 @@ fn serve(config: Config) -> Result<(), String> {
         log::info!("stopped");
         Ok(())
     })
+}
+
+/// Where a person reaches this node: `public_url`, else the address it listens on.
+fn app_url(config: &Config, addr: std::net::SocketAddr) -> String {
+    match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{addr}"),
+    }
 }
 
 async fn wait_for_signal() {

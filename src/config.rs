@@ -95,6 +95,9 @@ pub struct Config {
     /// lost while a PostgreSQL listener reconnects, jobs whose lease was taken back).
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// How long an operator's dashboard session lasts after signing in.
+    #[serde(deserialize_with = "duration")]
+    pub dashboard_session_ttl: Duration,
     /// Worker pools by queue name.
     pub queues: BTreeMap<String, QueueConfig>,
 }
@@ -163,6 +166,7 @@ impl Default for Config {
             max_attempts: 3,
             shutdown_grace: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            dashboard_session_ttl: Duration::from_secs(12 * 3600),
             queues: BTreeMap::new(),
         }
     }
@@ -229,6 +233,9 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad("public_url", "must start with http:// or https://");
             }
+        }
+        if self.dashboard_session_ttl.is_zero() {
+            return bad("dashboard_session_ttl", "must be above zero");
         }
         if let Some(proxy) = &self.outbound_proxy {
             let valid = url::Url::parse(proxy).is_ok_and(|u| {

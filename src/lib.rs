@@ -39,6 +39,8 @@ pub struct App {
     pub addr: SocketAddr,
     /// The demo e-shop's token when this start created it (a first run on an empty database).
     pub demo_token: Option<String>,
+    /// The first operator's dashboard token, created with the demo e-shop.
+    pub operator_token: Option<String>,
     /// Points where tests can hold running jobs.
     pub breakpoints: Arc<jobs::Breakpoints>,
     /// Points where tests make a write op or an actor fail.
@@ -114,6 +116,10 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             Err(e) => return Err(e.to_string()),
         }
     };
+    let operator_token = match &demo_token {
+        Some(_) => Some(first_operator(&mut writer_conn)?),
+        None => None,
+    };
     if !backend.is_postgres() {
         // One node: whatever is still `running` belonged to a process that is gone.
         recover_previous_run(&mut writer_conn, &config)?;
@@ -138,6 +144,19 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         std::process::id(),
         model::ids::new_job_id()
     );
+    actors::heartbeat::Heartbeat {
+        store: store.clone(),
+        node: node.clone(),
+        metrics: metrics.clone(),
+        every: config.heartbeat,
+        started_at: model::time::now(),
+    }
+    .start();
+    let backend_name = if backend.is_postgres() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let supervisor = Supervisor::new(
         actors::Shared {
             store: store.clone(),
@@ -147,7 +166,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             breakpoints: breakpoints.clone(),
             faults: faults.clone(),
             metrics: metrics.clone(),
-            node,
+            node: node.clone(),
         },
         backend,
         queue_settings,
@@ -160,6 +179,8 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         registry,
         metrics,
         tokens: api::auth::TokenCache::default(),
+        node,
+        backend: backend_name,
         limiter: api::rate_limit::RateLimiter::new(
             config.rate_limit_capacity,
             config.rate_limit_refill_per_sec,
@@ -186,6 +207,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     Ok(App {
         addr,
         demo_token,
+        operator_token,
         breakpoints,
         faults,
         server: handle,
@@ -193,6 +215,12 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         supervisor,
         _single_node_lock: lock,
     })
+}
+
+/// Adds the operator `admin` on a fresh database, so a first run opens the dashboard at once;
+/// answers its token.
+fn first_operator(conn: &mut db::DbConnection) -> Result<String, String> {
+    db::operators::add(conn, "admin").map_err(|e| e.to_string())
 }
 
 fn recover_previous_run(conn: &mut db::DbConnection, config: &Config) -> Result<(), String> {

@@ -3,6 +3,7 @@
 //! supervisor that starts them from configuration and runs shutdown.
 
 pub mod events;
+pub mod heartbeat;
 pub mod janitor;
 pub mod pg_listener;
 pub mod pool;

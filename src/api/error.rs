@@ -166,9 +166,15 @@ fn kebab_reason(status: StatusCode) -> &'static str {
         .map_or("bad-request", |(_, code)| code)
 }
 
+/// Whether an error is one of jobline's own, answered as it is: the API's envelope errors and
+/// the dashboard's HTML answers (its sign-in redirect among them).
+fn is_ours(e: &actix_web::Error) -> bool {
+    e.as_error::<ApiError>().is_some() || e.as_error::<super::dashboard::DashError>().is_some()
+}
+
 /// Middleware: answers in the envelope every error that actix-web itself turned into a
 /// response (an extractor's error, a route's), so that no error of the routes leaves
-/// without it. Errors of this API ([`ApiError`]) are left as they are. A middleware's
+/// without it. Errors of this API ([`ApiError`]) and of the dashboard are left as they are. A middleware's
 /// `Err` (none of ours returns one) becomes an [`ApiError`] too, answered by actix-web.
 pub async fn envelope_foreign_errors(
     req: ServiceRequest,
@@ -176,13 +182,13 @@ pub async fn envelope_foreign_errors(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let res = match next.call(req).await {
         Ok(res) => res,
-        Err(e) if e.as_error::<ApiError>().is_some() => return Err(e),
+        Err(e) if is_ours(&e) => return Err(e),
         Err(e) => return Err(ApiError::from_foreign(&e).into()),
     };
     let foreign = res
         .response()
         .error()
-        .filter(|e| e.as_error::<ApiError>().is_none())
+        .filter(|e| !is_ours(e))
         .map(ApiError::from_foreign);
     Ok(match foreign {
         Some(e) => res.into_response(e.error_response()).map_into_right_body(),

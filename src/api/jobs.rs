@@ -131,6 +131,37 @@ fn detail(state: &AppState, job: &Job, now: Micros) -> Value {
     })
 }
 
+/// The jobs list's filters (`status`, `endpoint`, creation and completion times) from the
+/// query string; the dashboard's list takes the same.
+pub(crate) fn job_filter(state: &AppState, q: &QueryParams) -> Result<JobFilter, ApiError> {
+    let statuses = match q.get("status") {
+        None => Vec::new(),
+        Some(raw) => raw
+            .split(',')
+            .map(|s| {
+                s.trim().parse::<JobStatus>().map_err(|_| {
+                    ApiError::invalid_parameter(
+                        "status",
+                        "`status` must be pending, running, completed, failed, expired or killed.",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let endpoints = state.registry.endpoints();
+    let (creation_from, creation_to) = q.time_range("creationTimeFrom", "creationTimeTo")?;
+    let (completion_from, completion_to) =
+        q.time_range("completionTimeFrom", "completionTimeTo")?;
+    Ok(JobFilter {
+        statuses,
+        endpoint: q.one_of("endpoint", &endpoints)?,
+        creation_from,
+        creation_to,
+        completion_from,
+        completion_to,
+    })
+}
+
 /// Where a completed job's result is served.
 pub fn result_url(state: &AppState, job: &Job) -> String {
     format!(
@@ -199,32 +230,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req)?;
     let (page, per_page) = q.pagination(100, 500)?;
-    let statuses = match q.get("status") {
-        None => Vec::new(),
-        Some(raw) => raw
-            .split(',')
-            .map(|s| {
-                s.trim().parse::<JobStatus>().map_err(|_| {
-                    ApiError::invalid_parameter(
-                        "status",
-                        "`status` must be pending, running, completed, failed, expired or killed.",
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let endpoints = state.registry.endpoints();
-    let (creation_from, creation_to) = q.time_range("creationTimeFrom", "creationTimeTo")?;
-    let (completion_from, completion_to) =
-        q.time_range("completionTimeFrom", "completionTimeTo")?;
-    let filter = JobFilter {
-        statuses,
-        endpoint: q.one_of("endpoint", &endpoints)?,
-        creation_from,
-        creation_to,
-        completion_from,
-        completion_to,
-    };
+    let filter = job_filter(&state, &q)?;
     let (jobs, total) = state
         .store
         .read(ListJobs {

@@ -4,6 +4,7 @@
 mod access_log;
 pub mod auth;
 mod body_deadline;
+mod dashboard;
 mod endpoint;
 pub mod envelope;
 pub mod error;
@@ -47,6 +48,10 @@ pub struct AppState {
     pub tokens: auth::TokenCache,
     /// Leaky buckets per token.
     pub limiter: rate_limit::RateLimiter,
+    /// This node's id (the dashboard shows its busy workers).
+    pub node: String,
+    /// `SQLite` or `PostgreSQL`, as the dashboard names it.
+    pub backend: &'static str,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -118,6 +123,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(metrics::record))
             // Outermost: logs every answer with the request id set above.
             .wrap(from_fn(access_log::log_request))
+            // The operator dashboard: HTML, not part of the API's OpenAPI document.
+            .configure(dashboard::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -201,7 +201,7 @@ fn raced(e: diesel::result::Error) -> StoreError {
 
 /// Jobs still kept: created after the retention `cutoff`, or not finished yet (a job that
 /// waited or ran longer than the retention is not forgotten while it is unfinished).
-fn retained(cutoff: Micros) -> JobPredicate {
+pub(crate) fn retained(cutoff: Micros) -> JobPredicate {
     Box::new(
         jobs::creation_time
             .ge(cutoff)
@@ -276,10 +276,19 @@ fn filtered<'a>(
     now: Micros,
     cutoff: Micros,
 ) -> jobs::BoxedQuery<'a, super::connection::MultiBackend> {
-    let mut q = jobs::table
+    let q = jobs::table
         .filter(jobs::eshop_id.eq(eshop_id))
         .into_boxed()
         .filter(retained(cutoff));
+    with_filter(q, f, now)
+}
+
+/// Adds the jobs list's filters to a query (statuses as the client sees them at `now`).
+pub(crate) fn with_filter<'a>(
+    mut q: jobs::BoxedQuery<'a, super::connection::MultiBackend>,
+    f: &JobFilter,
+    now: Micros,
+) -> jobs::BoxedQuery<'a, super::connection::MultiBackend> {
     if let Some((first, rest)) = f.statuses.split_first() {
         let mut any = status_predicate(*first, now);
         for st in rest {
@@ -305,7 +314,13 @@ fn filtered<'a>(
     q
 }
 
-/// One page of an e-shop's jobs, newest first, and the total count.
+/// How far past the requested page a list counts its matches: a list's `totalCount` is
+/// exact while the matches end within this many rows after the page, and otherwise says
+/// `offset + limit + COUNT_AHEAD` (a lower bound), so counting never scans a whole history.
+pub const COUNT_AHEAD: i64 = 10_000;
+
+/// One page of an e-shop's jobs, newest first, and their count, exact up to
+/// [`COUNT_AHEAD`] rows past the page (read through the same index as the page).
 pub fn list(
     conn: &mut DbConnection,
     eshop_id: i64,
@@ -315,9 +330,12 @@ pub fn list(
     now: Micros,
     cutoff: Micros,
 ) -> StoreResult<(Vec<Job>, i64)> {
-    let total: i64 = filtered(eshop_id, f, now, cutoff)
-        .select(count_star())
-        .first(conn)?;
+    let counted: Vec<String> = filtered(eshop_id, f, now, cutoff)
+        .order((jobs::creation_time.desc(), jobs::id.desc()))
+        .select(jobs::id)
+        .limit(offset + limit + COUNT_AHEAD)
+        .load(conn)?;
+    let total = counted.len() as i64;
     let items = filtered(eshop_id, f, now, cutoff)
         .order((jobs::creation_time.desc(), jobs::id.desc()))
         .offset(offset)

@@ -5,11 +5,14 @@
 pub mod backlog;
 pub mod backoff;
 pub mod connection;
+pub mod dashboard;
 pub mod deliveries;
 pub mod eshops;
 pub mod images;
 pub mod jobs;
+pub mod nodes;
 pub mod notifications;
+pub mod operators;
 mod prepared;
 pub mod products;
 pub mod results;

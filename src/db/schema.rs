@@ -57,6 +57,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    node_heartbeats (node) {
+        node -> Text,
+        started_at -> BigInt,
+        heartbeat_at -> BigInt,
+        minutes -> Text,
+    }
+}
+
+diesel::table! {
     notification_attempts (notification_id, attempt) {
         notification_id -> Text,
         attempt -> Integer,
@@ -89,6 +98,24 @@ diesel::table! {
         last_duration_ms -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
         redelivery -> Bool,
+    }
+}
+
+diesel::table! {
+    operator_sessions (id_hash) {
+        id_hash -> Text,
+        operator -> Text,
+        csrf -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    operators (name) {
+        name -> Text,
+        token_hash -> Text,
+        created_at -> BigInt,
     }
 }
 
@@ -144,6 +171,7 @@ diesel::table! {
 
 diesel::joinable!(api_tokens -> eshops (eshop_id));
 diesel::joinable!(notification_attempts -> notifications (notification_id));
+diesel::joinable!(operator_sessions -> operators (operator));
 diesel::joinable!(product_images -> products (product_guid));
 diesel::joinable!(products -> eshops (eshop_id));
 diesel::joinable!(signature_keys -> eshops (eshop_id));
@@ -155,8 +183,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     job_result_chunks,
     jobs,
+    node_heartbeats,
     notification_attempts,
     notifications,
+    operator_sessions,
+    operators,
     product_images,
     products,
     signature_keys,

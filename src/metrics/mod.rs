@@ -9,6 +9,7 @@
 //! its own as its pool changes.
 
 pub mod gauges;
+pub mod minutes;
 pub mod pools;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
@@ -96,6 +97,8 @@ pub struct Metrics {
     http_requests: Family<RequestLabels, Counter>,
     /// `jobline_http_request_duration_seconds{method,route}`.
     http_latency: HistogramFamily<LatencyLabels>,
+    /// Jobs this node ended per minute (the dashboard's chart, written with the heartbeat).
+    pub minutes: minutes::Minutes,
     /// `jobline_actor_restarts_total{actor}`.
     actor_restarts: Family<ActorLabels, Counter>,
     /// `jobline_pool_{workers,min_workers,max_workers,busy_workers}{queue}`.
@@ -149,6 +152,7 @@ impl Metrics {
             webhook_attempts,
             http_requests,
             http_latency,
+            minutes: minutes::Minutes::default(),
             actor_restarts,
             pools,
         }
@@ -168,6 +172,8 @@ impl Metrics {
                 status: status.to_string(),
             })
             .observe(took.as_secs_f64());
+        let minute = crate::model::time::now() / (60 * crate::model::time::SECOND);
+        self.minutes.record(minute, status == "completed");
     }
 
     /// The webhook dispatcher made a delivery attempt that ended with `outcome`.

@@ -35,6 +35,18 @@ pub fn new_api_token() -> String {
     format!("jl_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
+/// A new operator token (dashboard sign-in), shown once; only its hash is stored. The prefix
+/// tells it apart from an e-shop's API token at a glance.
+pub fn new_operator_token() -> String {
+    format!("jlop_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
+}
+
+/// A new dashboard session id or CSRF token: 256 random bits, hex.
+pub fn new_session_secret() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
+}
+
 /// What the database keeps of an API token: tokens carry 238 random bits, so a plain
 /// SHA-256 is enough (no password stretching needed) and keeps authentication cheap.
 pub fn token_hash(token: &str) -> String {

@@ -96,4 +96,54 @@ async fn list_filters_and_paginates(backend: Backend) {
     }
 }
 
-crate::on_both_backends!(list_filters_and_paginates);
+/// Inserts `n` finished jobs of e-shop 1 with one statement (ids `s000001`…).
+fn seed_jobs(t: &TestApp, backend: Backend, n: i64) {
+    use diesel::connection::SimpleConnection;
+    let now = jobline::model::time::now();
+    let (series, id) = match backend {
+        Backend::Sqlite => (
+            format!("(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) SELECT i FROM s)"),
+            "printf('s%06d', i)",
+        ),
+        Backend::Postgres => (
+            format!("(SELECT i FROM generate_series(1::bigint, {n}) AS g(i))"),
+            "'s' || lpad(i::text, 6, '0')",
+        ),
+    };
+    t.db.connect()
+        .batch_execute(&format!(
+            "INSERT INTO jobs (id, eshop_id, endpoint, queue, status, params, creation_time, \
+             completion_time, attempt, result_secret, log) \
+             SELECT {id}, 1, '/api/products/snapshot', 'snapshots', 'failed', '{{}}', \
+             {now} - i, {now} - i, 1, 'x', '' FROM {series} AS s"
+        ))
+        .unwrap();
+}
+
+async fn the_count_is_exact_up_to_ten_thousand_past_the_page(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    seed_jobs(&t, backend, 10_050);
+    let exact = t.get("/api/system/jobs?itemsPerPage=100&page=2").await;
+    assert_eq!(
+        exact.body["data"]["paginator"]["totalCount"], 10_050,
+        "within the window"
+    );
+    let first = t.get("/api/system/jobs?itemsPerPage=10").await;
+    let p = &first.body["data"]["paginator"];
+    assert_eq!(
+        p["totalCount"], 10_010,
+        "a lower bound: the page plus 10,000"
+    );
+    assert_eq!(p["pageCount"], 1_001);
+    assert_eq!(
+        first.body["data"]["jobs"][0]["jobId"], "s000001",
+        "newest first"
+    );
+    let none = t.get("/api/system/jobs?status=killed").await;
+    assert_eq!(none.body["data"]["paginator"]["totalCount"], 0);
+}
+
+crate::on_both_backends!(
+    list_filters_and_paginates,
+    the_count_is_exact_up_to_ten_thousand_past_the_page
+);

@@ -3,6 +3,8 @@
 mod common;
 
 mod bench;
+mod dashboard;
+mod dashboard_browser;
 mod fencing;
 mod http;
 mod images;

@@ -72,6 +72,48 @@ fn eshop_commands() {
 }
 
 #[test]
+fn operator_commands() {
+    let db = TestDb::new(Backend::Sqlite);
+    let out = jobline(&db.url, &["operator", "add", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap().to_string();
+    assert!(token.starts_with("jlop_"), "{stdout}");
+    let again = jobline(&db.url, &["operator", "add", "alice"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let list = String::from_utf8(jobline(&db.url, &["operator", "list"]).stdout).unwrap();
+    assert!(list.starts_with("alice\t"), "{list}");
+    assert!(!list.contains(&token));
+
+    let mut conn = db.connect();
+    let hash = jobline::model::ids::token_hash(&token);
+    let now = jobline::model::time::now();
+    jobline::db::operators::sign_in(&mut conn, &hash, "s1", "c1", now, now + 1_000_000_000)
+        .expect("the printed token signs in");
+
+    assert!(jobline(&db.url, &["operator", "remove", "alice"])
+        .status
+        .success());
+    assert_eq!(
+        jobline(&db.url, &["operator", "remove", "alice"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let session =
+        jobline::db::operators::session(&mut conn, &jobline::model::ids::token_hash("s1"), now);
+    assert!(session.is_err(), "removing an operator ends its sessions");
+    let list = String::from_utf8(jobline(&db.url, &["operator", "list"]).stdout).unwrap();
+    assert!(list.is_empty(), "{list}");
+}
+
+#[test]
 fn invalid_configuration_names_the_key() {
     let db = TestDb::new(Backend::Sqlite);
     let out = Command::new(BIN)

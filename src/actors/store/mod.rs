@@ -6,6 +6,7 @@
 //! to the right actor and awaits the answer.
 
 mod backlog_ops;
+mod dashboard_ops;
 mod eshop_ops;
 mod image_ops;
 mod job_ops;
@@ -17,6 +18,7 @@ mod webhook_ops;
 mod writer;
 
 pub use backlog_ops::*;
+pub use dashboard_ops::*;
 pub use eshop_ops::*;
 pub use image_ops::*;
 pub use job_ops::*;

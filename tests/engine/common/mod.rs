@@ -2,6 +2,7 @@
 //! SQLite file or a fresh PostgreSQL database, and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod node;
 
 use diesel::connection::SimpleConnection;
