@@ -416,6 +416,22 @@ async fn webhook_actions(backend: Backend) {
     })
     .await;
     let d = t.sign_in().await;
+
+    // The job's page lists its attempt (node, start, outcome) as the log records it.
+    let api = t.get(&format!("/api/system/jobs/{job}")).await;
+    let log = api.body["data"]["log"].as_str().unwrap_or_default();
+    let (start, node) = log
+        .lines()
+        .find_map(|l| l.split_once(" attempt 1 started on "))
+        .unwrap_or_else(|| panic!("the log records the attempt's start: {log}"));
+    let detail = text(
+        &t.dash_get(&d.session, &format!("/dashboard/jobs/{job}"))
+            .await,
+    );
+    let row = format!("<tr><td class=\"num\">1</td><td>{node}</td><td>{start}</td>");
+    assert!(detail.contains(&row), "{row} in {detail}");
+    assert!(detail.contains("<td>completed</td></tr>"), "{detail}");
+
     let page = text(&t.dash_get(&d.session, "/dashboard/webhooks").await);
     assert!(
         page.contains("0 % of 1") && page.contains("Redeliver failed"),
