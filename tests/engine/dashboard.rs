@@ -252,6 +252,7 @@ async fn changes_need_the_csrf_token(backend: Backend) {
     assert_eq!(killed.status, 303);
     let now = t.get(&format!("/api/system/jobs/{job}")).await;
     assert_eq!(now.body["data"]["status"], "killed");
+    assert_eq!(killed_count(&t).await, Some(1.0), "the kill is counted");
     let again = t.dash_post(&d.session, &path, &[("csrf", &d.csrf)]).await;
     assert_eq!(again.status, 409, "a finished job cannot be killed");
 
@@ -365,6 +366,7 @@ async fn pages_list_search_and_bulk_kill(backend: Backend) {
             "each kill records its job:finished"
         );
     }
+    assert_eq!(killed_count(&t).await, Some(3.0), "each kill is counted");
     let j = t
         .get_as(&other, &format!("/api/system/jobs/{theirs}"))
         .await;
@@ -372,6 +374,15 @@ async fn pages_list_search_and_bulk_kill(backend: Backend) {
         j.body["data"]["status"], "pending",
         "another e-shop's job is untouched"
     );
+}
+
+/// This node's count of killed snapshot jobs, as `/metrics` shows it.
+async fn killed_count(t: &TestApp) -> Option<f64> {
+    let text = crate::metrics::scrape(t).await;
+    crate::metrics::value(
+        &text,
+        "jobline_jobs_finished_total{endpoint=\"/api/products/snapshot\",status=\"killed\"}",
+    )
 }
 
 /// The status of the only notification of a job, as the API lists it.
