@@ -40,10 +40,20 @@ impl Plan {
     }
 }
 
+/// One 202.
+pub(crate) struct Accepted {
+    /// The job's id.
+    pub(crate) id: String,
+    /// When its request was sent.
+    pub(crate) sent: Instant,
+    /// When its answer came.
+    pub(crate) answered: Instant,
+}
+
 /// What the submits got.
 pub(crate) struct Submitted {
-    /// Job id and when its request was sent, for every 202.
-    pub(crate) accepted: Vec<(String, Instant)>,
+    /// Every 202.
+    pub(crate) accepted: Vec<Accepted>,
     /// Requests not answered 202.
     pub(crate) rejected: usize,
     /// When the first request was sent.
@@ -108,11 +118,16 @@ pub(crate) async fn closed_loop(
             next.set(i + 1);
             let (url, auth) = plan.target(i);
             let sent = Instant::now();
-            match submit(client, url, auth).await {
-                Some(id) => accepted.push((id, sent)),
+            let id = submit(client, url, auth).await;
+            last = Instant::now();
+            match id {
+                Some(id) => accepted.push(Accepted {
+                    id,
+                    sent,
+                    answered: last,
+                }),
                 None => rejected += 1,
             }
-            last = Instant::now();
         }
         (accepted, rejected, last)
     });
@@ -147,7 +162,8 @@ pub(crate) async fn open_loop(
             let (url, auth) = plan.target(i);
             let sent = Instant::now();
             let id = submit(&client, url, auth).await;
-            (id.map(|id| (id, sent)), Instant::now())
+            let answered = Instant::now();
+            id.map(|id| Accepted { id, sent, answered })
         }));
     }
     let mut out = Submitted {
@@ -158,9 +174,9 @@ pub(crate) async fn open_loop(
     };
     for task in running {
         match task.await {
-            Ok((Some(done), at)) => {
+            Ok(Some(done)) => {
+                out.last = out.last.max(done.answered);
                 out.accepted.push(done);
-                out.last = out.last.max(at);
             }
             _ => out.rejected += 1,
         }

@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// Give up waiting for the webhooks after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Measure the accept path alone: the snapshot workers are off
+    /// (`queues.snapshots.workers=0`), no webhook is registered or awaited, and the
+    /// latency is a submit's request to its 202; errors are answers other than 202 and
+    /// accepted jobs missing from the database.
+    #[arg(long)]
+    pub submit_only: bool,
 }
 
 /// Server settings the bench needs unless the environment or `--set` says otherwise: no
@@ -104,6 +110,9 @@ fn server_env(args: &BenchArgs, db: &BenchDatabase) -> Result<Vec<(String, Strin
         let name = format!("JOBLINE_{}", key.trim().replace('.', "__").to_uppercase());
         env.push((name, value.to_string()));
     }
+    if args.submit_only {
+        env.push(("JOBLINE_QUEUES__SNAPSHOTS__WORKERS".into(), "0".into()));
+    }
     env.push(("JOBLINE_DATABASE_URL".into(), db.url.clone()));
     env.push(("JOBLINE_BIND".into(), "127.0.0.1:0".into()));
     // The bench reads where a node listens from its log.
@@ -148,6 +157,63 @@ async fn request(req: reqwest::RequestBuilder, url: &str) -> Result<Value, Strin
     Ok(body["data"].clone())
 }
 
+/// Submits `--jobs` snapshot requests, in a closed or an open loop.
+async fn submit_all(
+    args: &BenchArgs,
+    client: &reqwest::Client,
+    bases: &[String],
+    tokens: &[String],
+) -> Result<load::Submitted, String> {
+    let plan = load::Plan::new(bases, tokens)?;
+    Ok(match args.rate {
+        None => load::closed_loop(client, &plan, args.jobs, args.concurrency).await,
+        Some(rate) => load::open_loop(client, Rc::new(plan), args.jobs, rate).await,
+    })
+}
+
+/// The report of `--submit-only`: the 202 rate and each submit's request-to-202 latency;
+/// every accepted job must be in the database.
+fn submit_only_report(
+    args: &BenchArgs,
+    db: &BenchDatabase,
+    mut servers: Vec<ServeNode>,
+    submitted: load::Submitted,
+) -> Result<Report, String> {
+    if !servers.iter_mut().all(ServeNode::alive) {
+        return Err("a jobline serve process exited during the run".into());
+    }
+    let outcome = db.outcome()?;
+    let usage: Vec<nodes::Usage> = servers.iter().map(ServeNode::usage).collect();
+    for server in servers {
+        server.stop();
+    }
+    let accepted = submitted.accepted.len();
+    let errors = Errors {
+        non_202: submitted.rejected,
+        jobs_not_completed: accepted.saturating_sub(outcome.jobs as usize),
+        ..Errors::default()
+    };
+    let latencies = submitted
+        .accepted
+        .iter()
+        .map(|job| job.answered.duration_since(job.sent).as_secs_f64() * 1000.0)
+        .collect();
+    let secs = submitted.last.duration_since(submitted.first).as_secs_f64();
+    Ok(Report {
+        submit_rate: round(
+            if secs > 0.0 {
+                accepted as f64 / secs
+            } else {
+                0.0
+            },
+            1,
+        ),
+        latency_ms: Latency::of(latencies),
+        wall_s: round(secs, 3),
+        ..report(args, db, &usage, errors)
+    })
+}
+
 async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
     let tokens = create_eshops(args.eshops, db)?;
     let env = server_env(args, db)?;
@@ -161,6 +227,11 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| e.to_string())?;
+
+    if args.submit_only {
+        let submitted = submit_all(args, &client, &bases, &tokens).await?;
+        return submit_only_report(args, db, servers, submitted);
+    }
 
     // Each e-shop's signing key, so the receiver can verify every delivery.
     let mut keys = HashMap::new();
@@ -179,12 +250,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         request(client.post(&url).bearer_auth(token).json(&hook), &url).await?;
     }
 
-    let plan = load::Plan::new(&bases, &tokens)?;
-    let submitted = match args.rate {
-        None => load::closed_loop(&client, &plan, args.jobs, args.concurrency).await,
-        Some(rate) => load::open_loop(&client, Rc::new(plan), args.jobs, rate).await,
-    };
-
+    let submitted = submit_all(args, &client, &bases, &tokens).await?;
     // Every accepted job's webhook, then every notification recorded as delivered.
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while receiver.distinct() < submitted.accepted.len() && Instant::now() < deadline {
@@ -210,10 +276,10 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
     let mut latencies = Vec::with_capacity(submitted.accepted.len());
     let mut last_webhook = submitted.first;
     let mut missing = 0;
-    for (id, sent) in &submitted.accepted {
-        match received.arrivals.get(id) {
+    for job in &submitted.accepted {
+        match received.arrivals.get(&job.id) {
             Some(at) => {
-                latencies.push(at.duration_since(*sent).as_secs_f64() * 1000.0);
+                latencies.push(at.duration_since(job.sent).as_secs_f64() * 1000.0);
                 last_webhook = last_webhook.max(*at);
             }
             None => missing += 1,
@@ -233,23 +299,36 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         round(if secs > 0.0 { n as f64 / secs } else { 0.0 }, 1)
     };
     Ok(Report {
+        submit_rate: per_second(accepted, submitted.last),
+        e2e_rate: Some(per_second(latencies.len(), last_webhook)),
+        latency_ms: Latency::of(latencies),
+        wall_s: round(
+            last_webhook.duration_since(submitted.first).as_secs_f64(),
+            3,
+        ),
+        ..report(args, db, &usage, errors)
+    })
+}
+
+/// The fields of a report both modes fill alike; the rates, latency and wall time are
+/// left at zero for the caller.
+fn report(args: &BenchArgs, db: &BenchDatabase, usage: &[nodes::Usage], errors: Errors) -> Report {
+    Report {
         backend: db.backend,
         nodes: args.nodes,
         eshops: args.eshops,
         jobs: args.jobs,
         concurrency: args.rate.is_none().then_some(args.concurrency),
         offered_rate: args.rate,
-        submit_rate: per_second(accepted, submitted.last),
-        e2e_rate: per_second(latencies.len(), last_webhook),
-        latency_ms: Latency::of(latencies),
+        submit_only: args.submit_only,
+        submit_rate: 0.0,
+        e2e_rate: None,
+        latency_ms: Latency::default(),
         server_peak_rss_mb: round(usage.iter().map(|u| u.peak_rss_mb).fold(0.0, f64::max), 1),
         server_cpu_s: round(usage.iter().map(|u| u.cpu_s).sum(), 2),
         bench_cpu_s: round(nodes::own_cpu_seconds(), 2),
-        wall_s: round(
-            last_webhook.duration_since(submitted.first).as_secs_f64(),
-            3,
-        ),
+        wall_s: 0.0,
         errors: errors.total(),
         error_detail: errors,
-    })
+    }
 }

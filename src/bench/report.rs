@@ -42,7 +42,8 @@ pub(crate) struct Errors {
     pub(crate) missing_webhooks: usize,
     /// Deliveries of a job already announced, and notifications that needed a retry.
     pub(crate) duplicate_webhooks: usize,
-    /// Accepted jobs not `completed` at the end (or webhooks for jobs never accepted).
+    /// Accepted jobs not `completed` at the end (or webhooks for jobs never accepted);
+    /// with `--submit-only`, accepted jobs missing from the database.
     pub(crate) jobs_not_completed: usize,
 }
 
@@ -68,11 +69,13 @@ pub(crate) struct Report {
     pub(crate) concurrency: Option<usize>,
     /// The offered rate (`--rate`); null in a closed loop.
     pub(crate) offered_rate: Option<f64>,
+    /// `--submit-only`: no workers, no webhooks; the latency is request to 202.
+    pub(crate) submit_only: bool,
     /// 202 answers per second, first submit to last answer.
     pub(crate) submit_rate: f64,
-    /// Jobs per second, first submit to last webhook.
-    pub(crate) e2e_rate: f64,
-    /// Submit sent to webhook arrived.
+    /// Jobs per second, first submit to last webhook; null with `--submit-only`.
+    pub(crate) e2e_rate: Option<f64>,
+    /// Submit sent to webhook arrived (with `--submit-only`: submit sent to its 202).
     pub(crate) latency_ms: Latency,
     /// The largest peak RSS of a server process.
     pub(crate) server_peak_rss_mb: f64,
@@ -80,7 +83,8 @@ pub(crate) struct Report {
     pub(crate) server_cpu_s: f64,
     /// CPU time of the bench itself (client and receiver).
     pub(crate) bench_cpu_s: f64,
-    /// Seconds from the first submit to the last webhook.
+    /// Seconds from the first submit to the last webhook (with `--submit-only`: to the
+    /// last answer).
     pub(crate) wall_s: f64,
     /// Must be 0.
     pub(crate) errors: usize,

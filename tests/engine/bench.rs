@@ -27,6 +27,7 @@ fn bench(args: &[&str]) -> Value {
 fn assert_figures(report: &Value, jobs: u64) {
     assert_eq!(report["jobs"], jobs, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["submit_only"], false, "{report}");
     for rate in ["submit_rate", "e2e_rate"] {
         assert!(report[rate].as_f64().unwrap() > 0.0, "{report}");
     }
@@ -84,6 +85,29 @@ async fn bench_offers_a_fixed_rate(backend: Backend) {
     assert!(report["wall_s"].as_f64().unwrap() >= 0.45, "{report}");
 }
 
+async fn bench_submit_only_measures_the_accept_path(backend: Backend) {
+    let server = pg_server_url();
+    let mut args = vec!["--jobs", "300", "--concurrency", "8", "--submit-only"];
+    if backend == Backend::Postgres {
+        args.extend(["--database-url", &server]);
+    }
+    let report = bench(&args);
+    assert_eq!(report["jobs"], 300, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["submit_only"], true, "{report}");
+    // No worker ran and no webhook was awaited: there is no end-to-end rate.
+    assert!(report["e2e_rate"].is_null(), "{report}");
+    assert!(report["submit_rate"].as_f64().unwrap() > 0.0, "{report}");
+    // The latency is a submit's request to its 202: well under the run's wall time.
+    let latency = &report["latency_ms"];
+    let (p50, p99) = (
+        latency["p50"].as_f64().unwrap(),
+        latency["p99"].as_f64().unwrap(),
+    );
+    let wall_ms = report["wall_s"].as_f64().unwrap() * 1000.0;
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= wall_ms, "{report}");
+}
+
 #[test]
 fn bench_refuses_several_nodes_on_sqlite() {
     let out = Command::new(BIN)
@@ -96,5 +120,6 @@ fn bench_refuses_several_nodes_on_sqlite() {
 
 crate::on_both_backends!(
     bench_reports_every_job_without_errors,
-    bench_offers_a_fixed_rate
+    bench_offers_a_fixed_rate,
+    bench_submit_only_measures_the_accept_path
 );

@@ -12,12 +12,14 @@ use jobline::db::DbConnection;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Submits `n` snapshot jobs, `parallel` at a time, round-robin over `bases`; answers the
+/// Requests [`submit`] keeps in flight.
+const PARALLEL: usize = 16;
+
+/// Submits `n` snapshot jobs, [`PARALLEL`] at a time, round-robin over `bases`; answers the
 /// ids of the accepted ones (a request to a dead node is simply not accepted).
 async fn submit(client: &reqwest::Client, bases: &[String], token: &str, n: usize) -> Vec<String> {
     let mut accepted = Vec::new();
-    let parallel = 16;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(parallel) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(PARALLEL) {
         let requests = chunk.iter().map(|i| {
             let url = format!("{}/api/products/snapshot", bases[i % bases.len()]);
             client.get(url).bearer_auth(token).send()
@@ -125,12 +127,20 @@ pub(crate) fn assert_exactly_once(
     states
 }
 
-/// Waits until `owner_pid`'s node holds a running job (so a kill really interrupts work).
+/// Waits until `owner_pid`'s node holds a running job (so a kill really interrupts work)
+/// and more jobs exist than one round of [`submit`] sends, so that round's answers, at
+/// least, have reached the client (a job may start before its own 202 arrives).
 async fn until_running_on(db: &TestDb, owner_pid: u32) {
     let mut conn = db.connect();
     let pattern = format!("%-{owner_pid}-%");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        let submitted: i64 = jobs::table.count().get_result(&mut conn).unwrap();
+        if submitted <= 2 * PARALLEL as i64 {
+            assert!(Instant::now() < deadline, "the load never got going");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
         let running: i64 = jobs::table
             .filter(jobs::status.eq("running"))
             .filter(jobs::lease_owner.like(&pattern))

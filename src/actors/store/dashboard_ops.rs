@@ -30,7 +30,7 @@ pub struct SignIn {
 
 impl WriteOp for SignIn {
     type Output = String;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<String> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<String> {
         operators::sign_in(
             conn,
             &self.token_hash,
@@ -50,7 +50,7 @@ pub struct SignOut {
 
 impl WriteOp for SignOut {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         operators::sign_out(conn, &self.id_hash)
     }
 }
@@ -86,7 +86,7 @@ pub struct Beat {
 
 impl WriteOp for Beat {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         nodes::beat(
             conn,
             &self.node,
@@ -274,7 +274,7 @@ pub struct RunBulk {
 
 impl WriteOp for RunBulk {
     type Output = Vec<(String, Option<String>)>;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Vec<(String, Option<String>)>> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<(String, Option<String>)>> {
         let mut rows = bulk_rows(conn, &self.bulk, self.cutoff)?;
         rows.truncate(dashboard::BULK_MAX as usize);
         let now = time::now();

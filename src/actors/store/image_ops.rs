@@ -19,7 +19,7 @@ pub struct StoreImage {
 
 impl WriteOp for StoreImage {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         holds(conn, &self.job_id, self.attempt)?;
         images::replace(conn, &self.image)
     }

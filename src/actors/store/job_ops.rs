@@ -33,7 +33,7 @@ pub struct Submitted {
 impl WriteOp for SubmitJob {
     type Output = Submitted;
     const FAILURE_POINT: Option<FailurePoint> = Some(FailurePoint::SubmitWritePanics);
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Submitted> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Submitted> {
         let queue = self.job.queue.clone();
         let (job_id, created) = jobs::insert(
             conn,
@@ -127,7 +127,7 @@ pub struct ClaimJobs {
 
 impl WriteOp for ClaimJobs {
     type Output = Vec<ClaimedJob>;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedJob>> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedJob>> {
         let now = time::now();
         jobs::claim(
             conn,
@@ -153,7 +153,7 @@ pub struct RenewLeases {
 
 impl WriteOp for RenewLeases {
     type Output = Vec<(String, i32)>;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         jobs::renew_leases(conn, &self.node, &self.ids, time::now() + self.lease)
     }
 }
@@ -189,7 +189,7 @@ pub struct Finished {
 
 impl WriteOp for FinishJob {
     type Output = Finished;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Finished> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Finished> {
         let recorded = jobs::finish(
             conn,
             &self.id,
@@ -199,7 +199,7 @@ impl WriteOp for FinishJob {
             &self.zone,
             self.result_ttl,
         )?;
-        let next = match self.claim_next {
+        let next = match &self.claim_next {
             Some(claim) => claim.apply(conn)?.into_iter().next(),
             None => None,
         };
@@ -221,7 +221,7 @@ pub struct KillJob {
 
 impl WriteOp for KillJob {
     type Output = Job;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Job> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Job> {
         jobs::kill(conn, self.eshop_id, &self.id, &self.zone, self.cutoff)
     }
 }
@@ -240,7 +240,7 @@ pub struct ReleaseJob {
 
 impl WriteOp for ReleaseJob {
     type Output = bool;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<bool> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<bool> {
         jobs::release(conn, &self.id, self.attempt, &self.log)
     }
 }
@@ -276,7 +276,7 @@ pub struct AppendResultChunk {
 
 impl WriteOp for AppendResultChunk {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         holds(conn, &self.id, self.attempt)?;
         if self.seq == 0 {
             results::delete(conn, &self.id)?;
@@ -334,7 +334,7 @@ pub struct Maintained {
 
 impl WriteOp for Maintain {
     type Output = Maintained;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Maintained> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Maintained> {
         if let DbConnection::Pg(c) = conn {
             #[derive(QueryableByName)]
             struct Locked {

@@ -12,9 +12,9 @@ pub struct CreateProduct(pub Product);
 
 impl WriteOp for CreateProduct {
     type Output = Product;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Product> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Product> {
         products::insert(conn, &self.0)?;
-        Ok(self.0)
+        Ok(self.0.clone())
     }
 }
 
@@ -46,7 +46,7 @@ pub struct UpdateProduct {
 
 impl WriteOp for UpdateProduct {
     type Output = ProductWithImages;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
         let p = products::update(conn, self.eshop_id, &self.guid, &self.change)?;
         one(images::attach(conn, self.eshop_id, vec![p])?)
     }
@@ -62,7 +62,7 @@ pub struct DeleteProduct {
 
 impl WriteOp for DeleteProduct {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         products::delete(conn, self.eshop_id, &self.guid)
     }
 }

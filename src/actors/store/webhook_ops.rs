@@ -27,7 +27,7 @@ pub enum WebhooksCreated {
 
 impl WriteOp for CreateWebhooks {
     type Output = WebhooksCreated;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<WebhooksCreated> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<WebhooksCreated> {
         let taken = webhooks::registered_events(conn, self.eshop_id)?;
         if let Some(i) = self.webhooks.iter().position(|w| taken.contains(&w.event)) {
             return Ok(WebhooksCreated::EventTaken(i));
@@ -35,7 +35,7 @@ impl WriteOp for CreateWebhooks {
         for w in &self.webhooks {
             webhooks::insert(conn, w)?;
         }
-        Ok(WebhooksCreated::Created(self.webhooks))
+        Ok(WebhooksCreated::Created(self.webhooks.clone()))
     }
 }
 
@@ -83,7 +83,7 @@ pub struct UpdateWebhook {
 
 impl WriteOp for UpdateWebhook {
     type Output = Webhook;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Webhook> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Webhook> {
         webhooks::update(conn, self.eshop_id, &self.id, &self.change)
     }
 }
@@ -98,7 +98,7 @@ pub struct DeleteWebhook {
 
 impl WriteOp for DeleteWebhook {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         webhooks::delete(conn, self.eshop_id, &self.id)
     }
 }
@@ -113,7 +113,7 @@ pub struct RenewSignatureKey {
 
 impl WriteOp for RenewSignatureKey {
     type Output = String;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<String> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<String> {
         signature_keys::renew(conn, self.eshop_id, time::now(), self.grace)
     }
 }
@@ -171,7 +171,7 @@ pub struct RedeliverNotification {
 
 impl WriteOp for RedeliverNotification {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         deliveries::redeliver(conn, self.eshop_id, &self.id, time::now(), self.cutoff)
     }
 }
@@ -188,7 +188,7 @@ pub struct ClaimNotifications {
 
 impl WriteOp for ClaimNotifications {
     type Output = Vec<ClaimedDelivery>;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedDelivery>> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = time::now();
         deliveries::claim(conn, &self.node, self.limit, now + self.claim, now)
     }
@@ -199,7 +199,7 @@ pub struct RecordAttempt(pub Attempt);
 
 impl WriteOp for RecordAttempt {
     type Output = bool;
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<bool> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<bool> {
         deliveries::record_attempt(conn, &self.0)
     }
 }

@@ -1,14 +1,19 @@
 //! The persistence writer. Messages are queued to one thread that owns the write
-//! connection; it takes every message waiting (up to `write_batch_max`), runs each in its
-//! own savepoint inside one transaction (a write alone in its batch needs none), commits
-//! once, then answers them all. SQLite has a
+//! connection; it takes every message waiting (up to `write_batch_max`), runs them all in
+//! one transaction with no savepoint, commits once, then answers them all. SQLite has a
 //! single writer this way (no `database is locked`), and both backends pay one commit for
-//! many writes.
+//! many writes and, on PostgreSQL, no savepoint round trips in the common batch.
 //!
-//! Two guards keep the writer serving: a write op that panics is caught inside its own
-//! savepoint and answers its sender an error while the rest of its batch commits (alone in
-//! its batch, the batch is rolled back); a batch that fails on a lost connection answers
-//! every sender `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
+//! When an op of a batch fails (its own error, a database error or a panic), the batch is
+//! rolled back at once and run again with a savepoint per op: the failed op is not run
+//! again and answers its first error, every other op runs in its own savepoint, so one
+//! failing op never poisons the others and never leaves a partial write (alone in its
+//! batch, the rollback is all it needs). Ops are therefore re-runnable
+//! ([`WriteOp::apply`] takes `&self`).
+//!
+//! Two guards keep the writer serving: a write op that panics is caught and counts as its
+//! own failure (above); a batch that fails on a lost connection answers every sender
+//! `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
 
 use super::link::Link;
 use crate::db::{signals, Backend, DbConnection};
@@ -26,8 +31,10 @@ pub trait WriteOp: Send + 'static {
     type Output: Send + 'static;
     /// Where a test can make this op panic (none for most ops).
     const FAILURE_POINT: Option<FailurePoint> = None;
-    /// Applies the change (inside a savepoint of the batch transaction).
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
+    /// Applies the change inside the batch transaction. It may run twice (the second time
+    /// in a savepoint, after another op of its batch failed and the batch was rolled back),
+    /// so it changes nothing but the database.
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
 }
 
 /// The message that carries a [`WriteOp`] to the [`StoreWriter`].
@@ -39,26 +46,28 @@ impl<M: WriteOp> Message for Write<M> {
 
 /// A queued write whose answer waits for the commit.
 trait Pending: Send {
-    /// Runs the write, in its own savepoint when it shares the batch; keeps the outcome and
-    /// answers whether it succeeded. A panic of the op is its own failure.
+    /// Runs the write, in its own savepoint when asked; keeps the outcome and answers
+    /// whether it succeeded. A panic of the op is its own failure. An op that already
+    /// failed is not run again (its first error is its answer).
     fn run(&mut self, conn: &mut DbConnection, savepoint: bool, faults: &FailurePoints) -> bool;
     /// Answers the sender once the batch's fate is known.
     fn answer(self: Box<Self>, commit: &StoreResult<()>);
 }
 
 struct Queued<M: WriteOp> {
-    op: Option<M>,
+    op: M,
     outcome: Option<StoreResult<M::Output>>,
     reply: oneshot::Sender<StoreResult<M::Output>>,
 }
 
 impl<M: WriteOp> Pending for Queued<M> {
     fn run(&mut self, conn: &mut DbConnection, savepoint: bool, faults: &FailurePoints) -> bool {
-        let Some(op) = self.op.take() else {
+        if matches!(self.outcome, Some(Err(_))) {
             return false;
-        };
-        // The panic is caught inside the savepoint, so the savepoint is rolled back and the
-        // transaction stays usable for the rest of the batch.
+        }
+        let op = &self.op;
+        // In a savepoint, the panic is caught inside it, so the savepoint is rolled back
+        // and the transaction stays usable for the rest of the batch.
         let guarded = |c: &mut DbConnection| {
             catch_unwind(AssertUnwindSafe(|| {
                 if let Some(point) = M::FAILURE_POINT {
@@ -134,7 +143,7 @@ impl<M: WriteOp> Handler<Write<M>> for StoreWriter {
     fn handle(&mut self, msg: Write<M>, _: &mut Context<Self>) -> Self::Result {
         let (reply, answer) = oneshot::channel();
         let queued = Box::new(Queued {
-            op: Some(msg.0),
+            op: msg.0,
             outcome: None,
             reply,
         });
@@ -177,33 +186,47 @@ fn write_loop(
     }
 }
 
-/// Runs a batch in one transaction and commits it.
+/// Runs a batch in one transaction with no savepoint and commits it; when an op fails,
+/// runs it again with a savepoint per op (module doc).
 fn commit_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
     faults: &FailurePoints,
 ) -> StoreResult<()> {
-    // A write alone in its batch needs no savepoint (two round trips fewer on
-    // PostgreSQL): if it fails, the whole transaction is rolled back instead.
-    let alone = batch.len() == 1;
-    let mut failed_alone = false;
+    let mut op_failed = false;
+    let mut outcome = run_batch(conn, batch, false, faults, &mut op_failed);
+    if op_failed && batch.len() > 1 {
+        op_failed = false;
+        outcome = run_batch(conn, batch, true, faults, &mut op_failed);
+    }
+    outcome.map_err(|e| {
+        if !op_failed {
+            log::error!("write batch of {} failed to commit: {e}", batch.len());
+        }
+        StoreError::from(e)
+    })
+}
+
+/// One run of a batch. Without savepoints, the first op that fails rolls the batch back
+/// and sets `op_failed`; with them, each failed op is rolled back to its own savepoint.
+fn run_batch(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Pending>],
+    savepoints: bool,
+    faults: &FailurePoints,
+    op_failed: &mut bool,
+) -> Result<(), diesel::result::Error> {
     conn.transaction(|c| {
         signals::hold();
         for pending in batch.iter_mut() {
-            if !pending.run(c, !alone, faults) && alone {
-                failed_alone = true;
+            if !pending.run(c, savepoints, faults) && !savepoints {
+                *op_failed = true;
                 return Err(diesel::result::Error::RollbackTransaction);
             }
         }
         // What the batch changed is announced to other nodes once, when it commits.
         signals::flush(c)?;
-        Ok::<_, diesel::result::Error>(())
-    })
-    .map_err(|e| {
-        if !failed_alone {
-            log::error!("write batch of {} failed to commit: {e}", batch.len());
-        }
-        StoreError::from(e)
+        Ok(())
     })
 }
 

@@ -1,4 +1,5 @@
-//! The writer's guards, on the real write loop and a real SQLite file: a panicking op
+//! The writer's guards, on the real write loop and a real SQLite file: a batch runs once
+//! with no savepoint unless an op fails, then again with one per op; a panicking op
 //! fails alone and the rest of its batch commits; a lost connection answers the batch
 //! `Unavailable` and the next batch runs on a new connection.
 
@@ -12,7 +13,7 @@ struct Insert(i64);
 
 impl WriteOp for Insert {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         conn.batch_execute(&format!("INSERT INTO t VALUES ({})", self.0))?;
         Ok(())
     }
@@ -23,7 +24,7 @@ struct Panics;
 
 impl WriteOp for Panics {
     type Output = ();
-    fn apply(self, _: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, _: &mut DbConnection) -> StoreResult<()> {
         panic!("a bug in a write op");
     }
 }
@@ -37,7 +38,7 @@ struct Gate {
 
 impl WriteOp for Gate {
     type Output = ();
-    fn apply(self, _: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, _: &mut DbConnection) -> StoreResult<()> {
         self.reached.send(()).unwrap();
         self.release.recv().unwrap();
         Ok(())
@@ -130,7 +131,7 @@ fn op<M: WriteOp<Output = ()>>(op: M) -> MakeOp {
 fn queue<M: WriteOp>(op: M) -> (Box<dyn Pending>, oneshot::Receiver<StoreResult<M::Output>>) {
     let (reply, answer) = oneshot::channel();
     let queued: Box<dyn Pending> = Box::new(Queued {
-        op: Some(op),
+        op,
         outcome: None,
         reply,
     });
@@ -142,7 +143,7 @@ struct InsertThenFail(i64);
 
 impl WriteOp for InsertThenFail {
     type Output = ();
-    fn apply(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         conn.batch_execute(&format!("INSERT INTO t VALUES ({})", self.0))?;
         Err(StoreError::Conflict("test-conflict"))
     }
@@ -161,6 +162,43 @@ fn a_failing_op_answers_its_own_error_and_does_not_poison_its_batch() {
     );
     // Its own change is rolled back with it; the others' are committed.
     assert_eq!(h.rows(), [1, 2]);
+}
+
+/// Inserts a number and counts its runs.
+struct Counted(i64, Arc<std::sync::atomic::AtomicUsize>);
+
+impl WriteOp for Counted {
+    type Output = ();
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        conn.batch_execute(&format!("INSERT INTO t VALUES ({})", self.0))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_op_makes_its_batch_run_again_with_savepoints_and_only_then() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let h = Harness::new();
+    let runs: Vec<Arc<AtomicUsize>> = (0..4).map(|_| Arc::default()).collect();
+    let counted = |i: usize| op(Counted(i as i64 + 1, runs[i].clone()));
+    // No op fails: each runs once.
+    assert_eq!(
+        h.batch(vec![counted(0), counted(1)], None),
+        [Ok(()), Ok(())]
+    );
+    assert_eq!((runs[0].load(SeqCst), runs[1].load(SeqCst)), (1, 1));
+
+    // The op before the failing one ran in the rolled-back first run and again in the
+    // re-run; the one after it ran only in the re-run; the failing op ran once.
+    let answers = h.batch(vec![counted(2), op(InsertThenFail(9)), counted(3)], None);
+    assert_eq!(
+        answers,
+        [Ok(()), Err(StoreError::Conflict("test-conflict")), Ok(())]
+    );
+    assert_eq!((runs[2].load(SeqCst), runs[3].load(SeqCst)), (2, 1));
+    // Nothing of the first run stands twice, nothing of the failing op stands at all.
+    assert_eq!(h.rows(), [1, 2, 3, 4]);
 }
 
 /// A pending snapshot job of e-shop 1.
