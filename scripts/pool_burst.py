@@ -125,7 +125,7 @@ def last(name, **labels):
     return series(name, **labels)[-1] if samples else 0.0
 
 
-while last("jobline_jobs", endpoint=ENDPOINT, status="completed") < JOBS:
+while last("jobline_jobs_finished_total", endpoint=ENDPOINT, status="completed") < JOBS:
     time.sleep(0.2)
 drained = time.monotonic() - t0
 while last("jobline_pool_workers", queue=QUEUE) > last("jobline_pool_min_workers", queue=QUEUE):
@@ -142,7 +142,7 @@ busy = series("jobline_pool_busy_workers", queue=QUEUE)
 low = series("jobline_pool_min_workers", queue=QUEUE)
 high = series("jobline_pool_max_workers", queue=QUEUE)
 pending = series("jobline_queue_pending_jobs", queue=QUEUE)
-completed = series("jobline_jobs", endpoint=ENDPOINT, status="completed")
+completed = series("jobline_jobs_finished_total", endpoint=ENDPOINT, status="completed")
 rate = [0.0] + [
     (completed[i] - completed[i - 1]) / (t[i] - t[i - 1]) if t[i] > t[i - 1] else 0.0 for i in range(1, len(t))
 ]

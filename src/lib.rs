@@ -120,9 +120,10 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         Some(_) => Some(first_operator(&mut writer_conn)?),
         None => None,
     };
+    let metrics = Arc::new(metrics::Metrics::new());
     if !backend.is_postgres() {
         // One node: whatever is still `running` belonged to a process that is gone.
-        recover_previous_run(&mut writer_conn, &config)?;
+        recover_previous_run(&mut writer_conn, &config, &metrics)?;
     }
     let pool = db::connect(&backend, config.db_pool_size)?;
     let faults = Arc::new(faults::FailurePoints::default());
@@ -136,7 +137,6 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         QueryActor::start_pool(pool, config.query_actors),
     );
     let events = Arc::new(Events::default());
-    let metrics = Arc::new(metrics::Metrics::new());
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(
         "{}-{}-{}",
@@ -223,9 +223,13 @@ fn first_operator(conn: &mut db::DbConnection) -> Result<String, String> {
     db::operators::add(conn, "admin").map_err(|e| e.to_string())
 }
 
-fn recover_previous_run(conn: &mut db::DbConnection, config: &Config) -> Result<(), String> {
+fn recover_previous_run(
+    conn: &mut db::DbConnection,
+    config: &Config,
+    metrics: &metrics::Metrics,
+) -> Result<(), String> {
     loop {
-        let n = db::jobs::recover_lost(
+        let recovered = db::jobs::recover_lost(
             conn,
             model::time::now(),
             config.max_attempts as i32,
@@ -234,6 +238,10 @@ fn recover_previous_run(conn: &mut db::DbConnection, config: &Config) -> Result<
             true,
         )
         .map_err(|e| e.to_string())?;
+        for endpoint in &recovered.killed {
+            metrics.job_ended(endpoint, model::JobStatus::Killed.as_str());
+        }
+        let n = recovered.taken;
         if n > 0 {
             log::warn!("took back {n} jobs left running by a previous process");
         }

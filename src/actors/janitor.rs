@@ -4,7 +4,7 @@
 use super::store::Maintain;
 use super::Shared;
 use crate::faults::FailurePoint;
-use crate::model::time;
+use crate::model::{time, JobStatus};
 use actix::prelude::*;
 use std::time::Duration;
 
@@ -55,11 +55,22 @@ impl Janitor {
             .map(|done, act, _| {
                 act.busy = false;
                 match done {
-                    Ok(m) if m.recovered > 0 => {
-                        log::info!("took back {} jobs whose lease had ended", m.recovered);
-                        act.shared.events.wake_all();
+                    Ok(m) => {
+                        let metrics = &act.shared.metrics;
+                        for endpoint in &m.recovered.killed {
+                            metrics.job_ended(endpoint, JobStatus::Killed.as_str());
+                        }
+                        for endpoint in &m.expired {
+                            metrics.job_ended(endpoint, JobStatus::Expired.as_str());
+                        }
+                        if m.recovered.taken > 0 {
+                            log::info!(
+                                "took back {} jobs whose lease had ended",
+                                m.recovered.taken
+                            );
+                            act.shared.events.wake_all();
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => log::error!("maintenance failed: {e}"),
                 }
             })

@@ -292,6 +292,9 @@ pub async fn kill(
         })?;
     state.events.stop_job(&id);
     state.events.job_ended(&id);
+    state
+        .metrics
+        .job_ended(&job.endpoint, JobStatus::Killed.as_str());
     Ok(reply(
         StatusCode::OK,
         shape.job(detail(&state, &job, time::now())),

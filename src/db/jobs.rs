@@ -619,6 +619,7 @@ pub fn release(conn: &mut DbConnection, id: &str, attempt: i32, log: &str) -> St
 /// contact): back to `pending`, or `killed` once `max_attempts` are spent. With
 /// `owner_gone`, every running job of that owner is taken back at once (a restarted
 /// single SQLite node knows its predecessor is dead). At most `limit` jobs per call.
+/// Answers how many were taken back and the endpoints of those killed (for the metrics).
 pub fn recover_lost(
     conn: &mut DbConnection,
     now: Micros,
@@ -626,7 +627,7 @@ pub fn recover_lost(
     zone: &Zone,
     limit: i64,
     everything_running: bool,
-) -> StoreResult<usize> {
+) -> StoreResult<Recovered> {
     let mut q = jobs::table
         .filter(jobs::status.eq("running"))
         .select((
@@ -635,14 +636,16 @@ pub fn recover_lost(
             jobs::attempt,
             jobs::queue,
             jobs::lease_owner,
+            jobs::endpoint,
         ))
         .limit(limit)
         .into_boxed();
     if !everything_running {
         q = q.filter(jobs::lease_expires.lt(now));
     }
-    let lost: Vec<(String, i64, i32, String, Option<String>)> = q.load(conn)?;
-    for (id, eshop_id, attempt, queue, owner) in &lost {
+    let lost: Vec<(String, i64, i32, String, Option<String>, String)> = q.load(conn)?;
+    let mut killed = Vec::new();
+    for (id, eshop_id, attempt, queue, owner, endpoint) in &lost {
         let owner = owner.as_deref().unwrap_or("an unknown node");
         let to = if *attempt >= max_attempts {
             JobStatus::Killed
@@ -675,6 +678,7 @@ pub fn recover_lost(
                 super::results::delete(conn, id)?;
                 notifications::record_job_finished(conn, *eshop_id, id, zone, now)?;
                 signals::send(conn, &Signal::Ended(id.clone()))?;
+                killed.push(endpoint.clone());
             }
         } else {
             let line = log_line(
@@ -693,31 +697,45 @@ pub fn recover_lost(
             signals::send(conn, &Signal::Wake(queue.clone()))?;
         }
     }
-    Ok(lost.len())
+    Ok(Recovered {
+        taken: lost.len(),
+        killed,
+    })
+}
+
+/// What [`recover_lost`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovered {
+    /// Running jobs taken back.
+    pub taken: usize,
+    /// The endpoint of each job killed because it was out of attempts.
+    pub killed: Vec<String>,
 }
 
 /// Marks completed jobs past `valid_until` as `expired` and deletes their results; at most
-/// `limit` per call.
-pub fn expire(conn: &mut DbConnection, now: Micros, limit: i64) -> StoreResult<usize> {
-    let due: Vec<String> = jobs::table
+/// `limit` per call. Answers the endpoint of each job expired (for the metrics).
+pub fn expire(conn: &mut DbConnection, now: Micros, limit: i64) -> StoreResult<Vec<String>> {
+    let found: Vec<(String, String)> = jobs::table
         .filter(jobs::status.eq("completed"))
         .filter(jobs::valid_until.lt(now))
-        .select(jobs::id)
+        .select((jobs::id, jobs::endpoint))
         .limit(limit)
         .load(conn)?;
-    if due.is_empty() {
-        return Ok(0);
+    if found.is_empty() {
+        return Ok(Vec::new());
     }
+    let (due, endpoints): (Vec<String>, Vec<String>) = found.into_iter().unzip();
     diesel::delete(job_result_chunks::table.filter(job_result_chunks::job_id.eq_any(&due)))
         .execute(conn)?;
     let (from, to) = transition(JobStatus::Completed, JobStatus::Expired);
-    Ok(diesel::update(
+    diesel::update(
         jobs::table
             .filter(jobs::id.eq_any(&due))
             .filter(jobs::status.eq(from)),
     )
     .set(jobs::status.eq(to))
-    .execute(conn)?)
+    .execute(conn)?;
+    Ok(endpoints)
 }
 
 /// Deletes finished jobs created before `cutoff` with their results, and idempotency keys
@@ -768,38 +786,23 @@ pub fn running_by_queue(conn: &mut DbConnection) -> StoreResult<Vec<(String, i64
         .load(conn)?)
 }
 
-/// Stored jobs by endpoint and status as a client sees it at `now` (for metrics): a
-/// `completed` job past `valid_until` counts as `expired`, as [`Job::status_at`] reads it.
-pub fn count_by_endpoint_status(
+/// Pending and running jobs by endpoint (for metrics): each count reads only its status's
+/// rows, through its partial index, so it is bounded by the backlog, not by history.
+pub fn count_unfinished_by_endpoint(
     conn: &mut DbConnection,
-    now: Micros,
 ) -> StoreResult<Vec<(String, String, i64)>> {
-    conn.transaction(|conn| {
-        let stored: Vec<(String, String, i64)> = jobs::table
-            .group_by((jobs::endpoint, jobs::status))
-            .select((jobs::endpoint, jobs::status, count_star()))
-            .load(conn)?;
-        let lapsed: Vec<(String, i64)> = jobs::table
-            .filter(jobs::status.eq("completed"))
-            .filter(jobs::valid_until.lt(now))
+    let mut counts = Vec::new();
+    for status in [JobStatus::Pending, JobStatus::Running] {
+        let by_endpoint: Vec<(String, i64)> = jobs::table
+            .filter(jobs::status.eq(status.as_str()))
             .group_by(jobs::endpoint)
             .select((jobs::endpoint, count_star()))
             .load(conn)?;
-        let mut counts = stored;
-        for (endpoint, n) in lapsed {
-            for (e, status, count) in counts.iter_mut() {
-                if *e == endpoint && status == JobStatus::Completed.as_str() {
-                    *count -= n;
-                }
-            }
-            match counts
-                .iter_mut()
-                .find(|(e, s, _)| *e == endpoint && s == JobStatus::Expired.as_str())
-            {
-                Some((_, _, count)) => *count += n,
-                None => counts.push((endpoint, JobStatus::Expired.as_str().to_string(), n)),
-            }
-        }
-        Ok(counts)
-    })
+        counts.extend(
+            by_endpoint
+                .into_iter()
+                .map(|(endpoint, n)| (endpoint, status.as_str().to_string(), n)),
+        );
+    }
+    Ok(counts)
 }

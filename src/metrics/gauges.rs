@@ -1,7 +1,7 @@
-//! The gauges read from the database at scrape time: jobs by endpoint and status, and per
-//! queue the pending depth, the age of the oldest pending job and the running jobs. They
-//! describe the whole cluster (every node reads the same database), unlike the per-node
-//! counters of [`super::Metrics`].
+//! The gauges read from the database at scrape time: unfinished (pending and running) jobs
+//! by endpoint and status, and per queue the pending depth, the age of the oldest pending
+//! job and the running jobs. They describe the whole cluster (every node reads the same
+//! database), unlike the per-node counters of [`super::Metrics`] (finished jobs among them).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -24,8 +24,7 @@ pub struct QueueGauges {
 /// What one scrape read from the database.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DbGauges {
-    /// Jobs still stored, by (endpoint, status as a client sees it: `completed` past
-    /// `valid_until` counts as `expired`).
+    /// Pending and running jobs, by (endpoint, status).
     pub jobs: BTreeMap<(String, String), i64>,
     /// Gauges by queue name.
     pub queues: BTreeMap<String, QueueGauges>,
@@ -90,7 +89,7 @@ pub fn registry(prefix: &str, db: Option<&DbGauges>) -> Registry {
     }
     registry.register(
         "jobs",
-        "Jobs stored in the database (whole cluster), by endpoint and status",
+        "Unfinished (pending, running) jobs in the database (whole cluster), by endpoint and status",
         jobs,
     );
     let pending = Family::<QueueLabels, Gauge>::default();

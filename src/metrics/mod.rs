@@ -91,6 +91,8 @@ pub struct Metrics {
     registry: Registry,
     /// `jobline_job_duration_seconds{endpoint,status}`.
     job_duration: HistogramFamily<JobLabels>,
+    /// `jobline_jobs_finished_total{endpoint,status}`.
+    jobs_finished: Family<JobLabels, Counter>,
     /// `jobline_webhook_attempts_total{outcome}`.
     webhook_attempts: Family<AttemptLabels, Counter>,
     /// `jobline_http_requests_total{method,route,status}`.
@@ -121,6 +123,12 @@ impl Metrics {
             "Processing time of jobs this node ended, by endpoint and final status",
             job_duration.clone(),
         );
+        let jobs_finished = Family::default();
+        registry.register(
+            "jobs_finished",
+            "Jobs whose end this node recorded, by endpoint and final status (expired: the result lapsed); sum over nodes for the cluster",
+            jobs_finished.clone(),
+        );
         let webhook_attempts = Family::default();
         registry.register(
             "webhook_attempts",
@@ -149,6 +157,7 @@ impl Metrics {
         Metrics {
             registry,
             job_duration,
+            jobs_finished,
             webhook_attempts,
             http_requests,
             http_latency,
@@ -174,6 +183,19 @@ impl Metrics {
             .observe(took.as_secs_f64());
         let minute = crate::model::time::now() / (60 * crate::model::time::SECOND);
         self.minutes.record(minute, status == "completed");
+        self.job_ended(endpoint, status);
+    }
+
+    /// This node recorded that a job of `endpoint` reached the final `status` (a worker's
+    /// end, a kill, the janitor's kill after a lost lease, or `expired` when the janitor
+    /// expired its result).
+    pub fn job_ended(&self, endpoint: &str, status: &str) {
+        self.jobs_finished
+            .get_or_create(&JobLabels {
+                endpoint: endpoint.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
     }
 
     /// The webhook dispatcher made a delivery attempt that ended with `outcome`.

@@ -252,6 +252,7 @@ async fn changes_need_the_csrf_token(backend: Backend) {
     assert_eq!(killed.status, 303);
     let now = t.get(&format!("/api/system/jobs/{job}")).await;
     assert_eq!(now.body["data"]["status"], "killed");
+    assert_eq!(killed_count(&t).await, Some(1.0), "the kill is counted");
     let again = t.dash_post(&d.session, &path, &[("csrf", &d.csrf)]).await;
     assert_eq!(again.status, 409, "a finished job cannot be killed");
 
@@ -365,6 +366,7 @@ async fn pages_list_search_and_bulk_kill(backend: Backend) {
             "each kill records its job:finished"
         );
     }
+    assert_eq!(killed_count(&t).await, Some(3.0), "each kill is counted");
     let j = t
         .get_as(&other, &format!("/api/system/jobs/{theirs}"))
         .await;
@@ -372,6 +374,15 @@ async fn pages_list_search_and_bulk_kill(backend: Backend) {
         j.body["data"]["status"], "pending",
         "another e-shop's job is untouched"
     );
+}
+
+/// This node's count of killed snapshot jobs, as `/metrics` shows it.
+async fn killed_count(t: &TestApp) -> Option<f64> {
+    let text = crate::metrics::scrape(t).await;
+    crate::metrics::value(
+        &text,
+        "jobline_jobs_finished_total{endpoint=\"/api/products/snapshot\",status=\"killed\"}",
+    )
 }
 
 /// The status of the only notification of a job, as the API lists it.
@@ -416,6 +427,22 @@ async fn webhook_actions(backend: Backend) {
     })
     .await;
     let d = t.sign_in().await;
+
+    // The job's page lists its attempt (node, start, outcome) as the log records it.
+    let api = t.get(&format!("/api/system/jobs/{job}")).await;
+    let log = api.body["data"]["log"].as_str().unwrap_or_default();
+    let (start, node) = log
+        .lines()
+        .find_map(|l| l.split_once(" attempt 1 started on "))
+        .unwrap_or_else(|| panic!("the log records the attempt's start: {log}"));
+    let detail = text(
+        &t.dash_get(&d.session, &format!("/dashboard/jobs/{job}"))
+            .await,
+    );
+    let row = format!("<tr><td class=\"num\">1</td><td>{node}</td><td>{start}</td>");
+    assert!(detail.contains(&row), "{row} in {detail}");
+    assert!(detail.contains("<td>completed</td></tr>"), "{detail}");
+
     let page = text(&t.dash_get(&d.session, "/dashboard/webhooks").await);
     assert!(
         page.contains("0 % of 1") && page.contains("Redeliver failed"),

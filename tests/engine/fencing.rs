@@ -35,7 +35,9 @@ async fn stale_attempt_cannot_complete(backend: Backend) {
     // node-a goes silent; its lease ends and another node takes the job.
     let later = now + 60 * S;
     assert_eq!(
-        jobs::recover_lost(&mut conn, later, 3, &zone, 100, false).unwrap(),
+        jobs::recover_lost(&mut conn, later, 3, &zone, 100, false)
+            .unwrap()
+            .taken,
         1
     );
     let second = jobs::claim(

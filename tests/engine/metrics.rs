@@ -1,5 +1,5 @@
-//! `GET /metrics`: Prometheus text without a token, with the database gauges, the job
-//! duration histogram, webhook attempts and HTTP requests by route pattern.
+//! `GET /metrics`: Prometheus text without a token, with the database gauges, the finished
+//! jobs and job duration of this node, webhook attempts and HTTP requests by route pattern.
 
 use crate::common::{eventually, Backend, TestApp};
 use std::time::Duration;
@@ -63,13 +63,22 @@ async fn metrics_after_jobs_and_calls(backend: Backend) {
     }
     let text = scrape(&t).await;
 
-    // Jobs by endpoint and status, from the database; every status of every endpoint.
+    // Jobs by endpoint and status: the unfinished ones from the database (every endpoint,
+    // 0 when none), the finished ones as this node recorded their end.
     assert_series(
         &text,
-        &format!("jobline_jobs{{endpoint=\"{SNAPSHOT}\",status=\"completed\"}}"),
+        &format!("jobline_jobs_finished_total{{endpoint=\"{SNAPSHOT}\",status=\"completed\"}}"),
         3.0,
     );
-    for status in ["pending", "running", "failed", "expired", "killed"] {
+    assert_eq!(
+        value(
+            &text,
+            &format!("jobline_jobs{{endpoint=\"{SNAPSHOT}\",status=\"completed\"}}")
+        ),
+        None,
+        "a scrape does not count history"
+    );
+    for status in ["pending", "running"] {
         assert_series(
             &text,
             &format!("jobline_jobs{{endpoint=\"{SNAPSHOT}\",status=\"{status}\"}}"),
@@ -191,11 +200,9 @@ async fn pending_jobs_show_depth_and_age(backend: Backend) {
     assert!((1.0..60.0).contains(&age), "{age}");
 }
 
-async fn lapsed_results_count_as_expired(backend: Backend) {
+async fn kills_and_expiries_are_counted_where_recorded(backend: Backend) {
     let t = TestApp::spawn(backend).await;
-    let kept = t.submit_snapshot("").await;
     let lapsed = t.submit_snapshot("").await;
-    t.wait_finished(&kept).await;
     t.wait_finished(&lapsed).await;
     {
         use diesel::prelude::*;
@@ -206,19 +213,40 @@ async fn lapsed_results_count_as_expired(backend: Backend) {
             .execute(&mut conn)
             .unwrap();
     }
-    // Whether or not the janitor has marked it yet, a client sees it expired.
+    // The janitor expires the result and counts it; the completion stays counted.
+    let finished = |status: &str| {
+        format!("jobline_jobs_finished_total{{endpoint=\"{SNAPSHOT}\",status=\"{status}\"}}")
+    };
+    eventually(Duration::from_secs(10), "the expiry is counted", || async {
+        value(&scrape(&t).await, &finished("expired")) == Some(1.0)
+    })
+    .await;
     let text = scrape(&t).await;
-    for status in ["completed", "expired"] {
-        assert_series(
-            &text,
-            &format!("jobline_jobs{{endpoint=\"{SNAPSHOT}\",status=\"{status}\"}}"),
-            1.0,
-        );
-    }
+    assert_series(&text, &finished("completed"), 1.0);
+    assert_eq!(value(&text, &finished("killed")), None, "{text}");
+}
+
+async fn a_kill_is_counted_by_the_node_that_records_it(backend: Backend) {
+    let t = TestApp::spawn_with(backend, |c| crate::common::set_workers(c, "snapshots", 0)).await;
+    let job = t.submit_snapshot("").await;
+    let killed = t.delete(&format!("/api/system/jobs/{job}")).await;
+    assert_eq!(killed.status, 200, "{}", killed.body);
+    let text = scrape(&t).await;
+    assert_series(
+        &text,
+        &format!("jobline_jobs_finished_total{{endpoint=\"{SNAPSHOT}\",status=\"killed\"}}"),
+        1.0,
+    );
+    assert_series(
+        &text,
+        &format!("jobline_jobs{{endpoint=\"{SNAPSHOT}\",status=\"pending\"}}"),
+        0.0,
+    );
 }
 
 crate::on_both_backends!(
     metrics_after_jobs_and_calls,
     pending_jobs_show_depth_and_age,
-    lapsed_results_count_as_expired,
+    kills_and_expiries_are_counted_where_recorded,
+    a_kill_is_counted_by_the_node_that_records_it,
 );

@@ -261,7 +261,8 @@ impl ReadOp for CountBulk {
 
 /// Runs a bulk action on at most [`dashboard::BULK_MAX`] rows: each job is killed as
 /// `DELETE /api/system/jobs/{id}` would kill it (with its `job:finished` notification), each
-/// notification redelivered as its redeliver call would. Answers the ids touched.
+/// notification redelivered as its redeliver call would. Answers the ids touched, each
+/// killed job with its endpoint (for the metrics).
 pub struct RunBulk {
     /// The action.
     pub bulk: Bulk,
@@ -272,8 +273,8 @@ pub struct RunBulk {
 }
 
 impl WriteOp for RunBulk {
-    type Output = Vec<String>;
-    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<String>> {
+    type Output = Vec<(String, Option<String>)>;
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<(String, Option<String>)>> {
         let mut rows = bulk_rows(conn, &self.bulk, self.cutoff)?;
         rows.truncate(dashboard::BULK_MAX as usize);
         let now = time::now();
@@ -281,15 +282,17 @@ impl WriteOp for RunBulk {
         for id in rows {
             let outcome = match &self.bulk {
                 Bulk::KillPending { eshop_id } => {
-                    jobs::kill(conn, *eshop_id, &id, &self.zone, self.cutoff).map(|_| ())
+                    jobs::kill(conn, *eshop_id, &id, &self.zone, self.cutoff)
+                        .map(|job| Some(job.endpoint))
                 }
                 Bulk::RedeliverFailed { webhook_id } => {
                     let webhook = dashboard::webhook(conn, webhook_id)?;
                     deliveries::redeliver(conn, webhook.eshop_id, &id, now, self.cutoff)
+                        .map(|()| None)
                 }
             };
             match outcome {
-                Ok(()) => done.push(id),
+                Ok(endpoint) => done.push((id, endpoint)),
                 // Started or finished since it was listed: nothing to do for it.
                 Err(StoreError::InvalidState(_) | StoreError::NotFound) => {}
                 Err(e) => return Err(e),

@@ -322,10 +322,10 @@ pub struct Maintain {
 pub struct Maintained {
     /// Whether this node did the pass (it holds the cluster's maintenance lock).
     pub ran: bool,
-    /// Running jobs taken back.
-    pub recovered: usize,
-    /// Results expired.
-    pub expired: usize,
+    /// Running jobs taken back, and the endpoints of those killed (out of attempts).
+    pub recovered: jobs::Recovered,
+    /// The endpoint of each job whose result expired.
+    pub expired: Vec<String>,
     /// Jobs deleted.
     pub purged_jobs: usize,
     /// Notifications deleted.

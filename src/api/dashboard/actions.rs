@@ -11,7 +11,7 @@ use crate::actors::store::{
 };
 use crate::api::AppState;
 use crate::db::webhooks::WebhookChange;
-use crate::model::{ids, time, Micros};
+use crate::model::{ids, time, JobStatus, Micros};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use maud::html as markup;
@@ -76,6 +76,9 @@ pub(crate) async fn kill(
         .await?;
     state.events.stop_job(&id);
     state.events.job_ended(&id);
+    state
+        .metrics
+        .job_ended(&job.endpoint, JobStatus::Killed.as_str());
     log::info!("dashboard: operator {} killed job {id}", operator.name);
     Ok(see_other(&format!("/dashboard/jobs/{id}")))
 }
@@ -232,9 +235,14 @@ async fn bulk(
             .await?;
         match bulk {
             Bulk::KillPending { .. } => {
-                for id in &done {
+                for (id, endpoint) in &done {
                     state.events.stop_job(id);
                     state.events.job_ended(id);
+                    if let Some(endpoint) = endpoint {
+                        state
+                            .metrics
+                            .job_ended(endpoint, JobStatus::Killed.as_str());
+                    }
                 }
             }
             Bulk::RedeliverFailed { .. } => state.events.wake_webhooks(),

@@ -2,6 +2,7 @@
 //! first) and `GET /dashboard/jobs/{jobId}` (every field, the whole log, the attempts, the
 //! result link while valid, the `job:finished` notifications with each delivery attempt).
 
+use super::attempts::{attempts, Row};
 use super::layout::{self, csrf_field, Section};
 use super::session::Operator;
 use super::{html, DashError, DashResult};
@@ -150,6 +151,18 @@ pub(crate) async fn detail(
         (Some(s), Some(e)) => format!("{:.3} s", (e - s) as f64 / time::SECOND as f64),
         _ => "—".into(),
     };
+    let started = job.started_time.map(|t| zone.format(t));
+    let attempts = attempts(
+        &job.log,
+        Row {
+            attempt: job.attempt,
+            started: started.as_deref(),
+            running_on: job
+                .lease_owner
+                .as_deref()
+                .filter(|_| status == JobStatus::Running),
+        },
+    );
     let body = markup! {
         div data-live {
             h1 { "Job " code { (job.id) } " " (layout::badge(status.as_str())) }
@@ -180,6 +193,24 @@ pub(crate) async fn detail(
                     }
                 }
                 dt { "request" } dd { code.params { (job.params) } }
+            }
+            h2 { "Attempts" }
+            @if attempts.is_empty() { p { "None yet." } }
+            @else {
+                table.grid.job-attempts {
+                    thead { tr { th { "#" } th { "node" } th { "started" } th { "ended" } th { "outcome" } } }
+                    tbody {
+                        @for a in &attempts {
+                            tr {
+                                td.num { @match a.number { Some(n) => (n), None => "—" } }
+                                td { (a.node.as_deref().unwrap_or("—")) }
+                                td { (a.start.as_deref().unwrap_or("—")) }
+                                td { (a.end.as_deref().unwrap_or("—")) }
+                                td { (a.outcome) }
+                            }
+                        }
+                    }
+                }
             }
             h2 { "Log" }
             pre.log { (job.log) }

@@ -6,6 +6,7 @@
 
 mod actions;
 mod assets;
+mod attempts;
 mod jobs;
 mod layout;
 mod login;
