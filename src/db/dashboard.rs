@@ -83,10 +83,14 @@ pub fn queue_figures(
         .filter(literal("status = 'running'"))
         .select(jobs::lease_owner)
         .load(conn)?;
+    // `creation_time + 0`, not the bare column: given `min(creation_time)`, PostgreSQL walks
+    // the `jobs_creation` index from the oldest job of all history until it meets a pending
+    // one (280-360 ms at a million jobs); the expression keeps it on the partial `jobs_claim`
+    // index, whose size is the backlog.
     let oldest_pending = jobs::table
         .filter(jobs::queue.eq(queue))
         .filter(literal("status = 'pending'"))
-        .select(diesel::dsl::min(jobs::creation_time))
+        .select(diesel::dsl::min(jobs::creation_time + 0i64))
         .first(conn)?;
     Ok(QueueFigures {
         queue: queue.to_string(),
