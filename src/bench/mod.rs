@@ -7,7 +7,7 @@
 //! (the server processes and their `/proc` figures), [`receiver`] (the webhook receiver),
 //! [`load`] (the load generator) and [`report`] (the JSON line).
 
-mod database;
+pub(crate) mod database;
 mod load;
 mod nodes;
 mod receiver;

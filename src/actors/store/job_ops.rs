@@ -1,6 +1,6 @@
 //! Messages about jobs and their results.
 
-use super::{ReadOp, WriteOp};
+use super::{Lane, ReadOp, WriteOp};
 use crate::db::jobs::{self, ClaimedJob, Job, JobFilter, Outcome};
 use crate::db::{notifications, results, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -32,6 +32,7 @@ pub struct Submitted {
 
 impl WriteOp for SubmitJob {
     type Output = Submitted;
+    const LANE: Lane = Lane::Submits;
     const FAILURE_POINT: Option<FailurePoint> = Some(FailurePoint::SubmitWritePanics);
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Submitted> {
         let queue = self.job.queue.clone();

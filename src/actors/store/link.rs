@@ -26,8 +26,16 @@ impl Link {
     /// A link over an open connection.
     pub(super) fn new(conn: DbConnection, backend: Backend, faults: Arc<FailurePoints>) -> Link {
         Link {
-            backend,
             conn: Some(conn),
+            ..Link::unopened(backend, faults)
+        }
+    }
+
+    /// A link that opens its connection for its first batch.
+    pub(super) fn unopened(backend: Backend, faults: Arc<FailurePoints>) -> Link {
+        Link {
+            backend,
+            conn: None,
             backoff: Backoff::default(),
             retry_at: Instant::now(),
             faults,

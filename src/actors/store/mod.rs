@@ -1,5 +1,5 @@
-//! The persistence actors: one [`StoreWriter`] that commits every waiting write in one
-//! transaction (group commit), and a [`QueryActor`] pool of readers, so a slow list never
+//! The persistence actors: a [`StoreWriter`] that commits every waiting write in one
+//! transaction (group commit; one writer on SQLite, one per [`Lane`] on PostgreSQL), and a [`QueryActor`] pool of readers, so a slow list never
 //! blocks a submit. Both answer store errors, never HTTP errors.
 //!
 //! A message is a plain struct implementing [`WriteOp`] or [`ReadOp`]; [`Store`] sends it
@@ -26,7 +26,7 @@ pub use metrics_ops::*;
 pub use product_ops::*;
 pub use reader::{QueryActor, Read, ReadOp};
 pub use webhook_ops::*;
-pub use writer::{StoreWriter, Write, WriteOp};
+pub use writer::{Lane, StoreWriter, WriteOp};
 
 use crate::error::{StoreError, StoreResult};
 use actix::Addr;
@@ -37,8 +37,8 @@ use std::sync::Arc;
 /// actors: every read and write goes through a message.
 #[derive(Clone)]
 pub struct Store {
-    /// The single writer.
-    pub writer: Addr<StoreWriter>,
+    /// The writer (one thread on SQLite, one per lane on PostgreSQL).
+    writer: StoreWriter,
     /// The reader pool.
     pub reader: Addr<QueryActor>,
     /// How many answers were `Unavailable` so far: a worker whose job failed while this
@@ -48,7 +48,7 @@ pub struct Store {
 
 impl Store {
     /// A handle on the persistence actors.
-    pub fn new(writer: Addr<StoreWriter>, reader: Addr<QueryActor>) -> Store {
+    pub fn new(writer: StoreWriter, reader: Addr<QueryActor>) -> Store {
         Store {
             writer,
             reader,
@@ -58,8 +58,8 @@ impl Store {
 
     /// Sends a write and waits until it is committed (or failed).
     pub async fn write<M: WriteOp>(&self, op: M) -> StoreResult<M::Output> {
-        let answer = self.writer.send(Write(op)).await;
-        self.counted(answer.map_err(|_| StoreError::Unavailable).and_then(|a| a))
+        let answer = self.writer.write(op).await;
+        self.counted(answer)
     }
 
     /// Sends a read to the reader pool.

@@ -1,6 +1,6 @@
 //! Messages about webhooks, signature keys and the delivery of notifications.
 
-use super::{ReadOp, WriteOp};
+use super::{Lane, ReadOp, WriteOp};
 use crate::db::deliveries::{self, Attempt, ClaimedDelivery, Notification, NotificationFilter};
 use crate::db::webhooks::{self, Webhook, WebhookChange};
 use crate::db::{signature_keys, DbConnection};
@@ -171,6 +171,7 @@ pub struct RedeliverNotification {
 
 impl WriteOp for RedeliverNotification {
     type Output = ();
+    const LANE: Lane = Lane::Deliveries;
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         deliveries::redeliver(conn, self.eshop_id, &self.id, time::now(), self.cutoff)
     }
@@ -188,6 +189,7 @@ pub struct ClaimNotifications {
 
 impl WriteOp for ClaimNotifications {
     type Output = Vec<ClaimedDelivery>;
+    const LANE: Lane = Lane::Deliveries;
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = time::now();
         deliveries::claim(conn, &self.node, self.limit, now + self.claim, now)
@@ -199,6 +201,7 @@ pub struct RecordAttempt(pub Attempt);
 
 impl WriteOp for RecordAttempt {
     type Output = bool;
+    const LANE: Lane = Lane::Deliveries;
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<bool> {
         deliveries::record_attempt(conn, &self.0)
     }

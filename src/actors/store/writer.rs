@@ -14,12 +14,19 @@
 //! Two guards keep the writer serving: a write op that panics is caught and counts as its
 //! own failure (above); a batch that fails on a lost connection answers every sender
 //! `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
+//!
+//! Each op names its [`Lane`]. On SQLite every lane is the one writer thread (a single
+//! writer is what keeps SQLite free of `database is locked`). On PostgreSQL each lane is a
+//! thread with its own connection, so the submits, the jobs' life cycle and the webhook
+//! deliveries commit side by side instead of waiting for each other's round trips and
+//! fsyncs; they touch different rows, and where they meet (a job's row, a notification's
+//! row) the database's row locks and the fencing by attempt keep them correct, exactly as
+//! between the writers of several nodes.
 
 use super::link::Link;
 use crate::db::{signals, Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::{FailurePoint, FailurePoints};
-use actix::prelude::*;
 use diesel::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
@@ -31,17 +38,37 @@ pub trait WriteOp: Send + 'static {
     type Output: Send + 'static;
     /// Where a test can make this op panic (none for most ops).
     const FAILURE_POINT: Option<FailurePoint> = None;
+    /// Which writer commits it (module doc): the jobs' life cycle unless it says otherwise.
+    const LANE: Lane = Lane::Jobs;
     /// Applies the change inside the batch transaction. It may run twice (the second time
     /// in a savepoint, after another op of its batch failed and the batch was rolled back),
     /// so it changes nothing but the database.
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
 }
 
-/// The message that carries a [`WriteOp`] to the [`StoreWriter`].
-pub struct Write<M: WriteOp>(pub M);
+/// The writer that commits an op (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// New jobs: inserts that no other write waits on.
+    Submits,
+    /// Everything that changes a job after its submit (claims, ends, kills, leases,
+    /// maintenance) and the rest of the writes (products, webhooks, sessions).
+    Jobs,
+    /// Claims and outcomes of webhook deliveries.
+    Deliveries,
+}
 
-impl<M: WriteOp> Message for Write<M> {
-    type Result = StoreResult<M::Output>;
+impl Lane {
+    const ALL: [Lane; 3] = [Lane::Submits, Lane::Jobs, Lane::Deliveries];
+
+    /// The writer thread's name (at most 15 bytes: what `top` and `perf` show).
+    fn thread_name(self) -> &'static str {
+        match self {
+            Lane::Submits => "writer-submits",
+            Lane::Jobs => "writer-jobs",
+            Lane::Deliveries => "writer-delivery",
+        }
+    }
 }
 
 /// A queued write whose answer waits for the commit.
@@ -109,51 +136,62 @@ impl<M: WriteOp> Pending for Queued<M> {
     }
 }
 
-/// The writer actor: a front that queues messages to the writer thread.
+/// The handle to the writer threads: queues each write to its lane's thread and waits for
+/// the answer (no actor mailbox in between: one channel send, one wake-up).
+#[derive(Clone)]
 pub struct StoreWriter {
-    queue: mpsc::Sender<Box<dyn Pending>>,
+    /// By [`Lane`]; on SQLite all three send to the one thread.
+    lanes: [mpsc::Sender<Box<dyn Pending>>; 3],
 }
 
 impl StoreWriter {
-    /// Starts the writer thread on its own connection (to `backend`, which it reopens
-    /// when the connection is lost).
+    /// Starts the writer thread(s): one on SQLite, on `conn`; one per [`Lane`] on
+    /// PostgreSQL, the first on `conn`, the others on connections of their own (each
+    /// reopened when lost).
     pub fn start(
         conn: DbConnection,
         backend: Backend,
         batch_max: usize,
         faults: Arc<FailurePoints>,
-    ) -> Addr<StoreWriter> {
-        let (tx, rx) = mpsc::channel::<Box<dyn Pending>>();
-        let link = Link::new(conn, backend, faults.clone());
-        std::thread::Builder::new()
-            .name("jobline-writer".into())
-            .spawn(move || write_loop(link, rx, batch_max.max(1), &faults))
-            .expect("spawn writer thread");
-        StoreWriter { queue: tx }.start()
+    ) -> StoreWriter {
+        let batch_max = batch_max.max(1);
+        let spawn = |link: Link, name: &str| {
+            let (tx, rx) = mpsc::channel::<Box<dyn Pending>>();
+            let faults = faults.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || write_loop(link, rx, batch_max, &faults))
+                .expect("spawn writer thread");
+            tx
+        };
+        let first = Link::new(conn, backend.clone(), faults.clone());
+        let lanes = if backend.is_postgres() {
+            let mut first = Some(first);
+            Lane::ALL.map(|lane| {
+                let link = first
+                    .take()
+                    .unwrap_or_else(|| Link::unopened(backend.clone(), faults.clone()));
+                spawn(link, lane.thread_name())
+            })
+        } else {
+            let one = spawn(first, "jobline-writer");
+            [one.clone(), one.clone(), one]
+        };
+        StoreWriter { lanes }
     }
-}
 
-impl Actor for StoreWriter {
-    type Context = Context<Self>;
-}
-
-impl<M: WriteOp> Handler<Write<M>> for StoreWriter {
-    type Result = ResponseFuture<StoreResult<M::Output>>;
-
-    fn handle(&mut self, msg: Write<M>, _: &mut Context<Self>) -> Self::Result {
+    /// Queues a write on its lane and waits until it is committed (or failed).
+    pub async fn write<M: WriteOp>(&self, op: M) -> StoreResult<M::Output> {
         let (reply, answer) = oneshot::channel();
         let queued = Box::new(Queued {
-            op: msg.0,
+            op,
             outcome: None,
             reply,
         });
-        let sent = self.queue.send(queued).is_ok();
-        Box::pin(async move {
-            if !sent {
-                return Err(StoreError::Unavailable);
-            }
-            answer.await.unwrap_or(Err(StoreError::Unavailable))
-        })
+        self.lanes[M::LANE as usize]
+            .send(queued)
+            .map_err(|_| StoreError::Unavailable)?;
+        answer.await.unwrap_or(Err(StoreError::Unavailable))
     }
 }
 

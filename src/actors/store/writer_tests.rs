@@ -341,3 +341,79 @@ fn a_lost_connection_answers_the_batch_unavailable_and_the_next_reconnects() {
     assert_eq!(h.batch(vec![op(Insert(3))], None), [Ok(())]);
     assert_eq!(h.rows(), [3]);
 }
+
+/// Inserts a number on the submits' lane.
+struct InsertOnSubmits(i64);
+
+impl WriteOp for InsertOnSubmits {
+    type Output = ();
+    const LANE: Lane = Lane::Submits;
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
+        conn.batch_execute(&format!("INSERT INTO t VALUES ({})", self.0))?;
+        Ok(())
+    }
+}
+
+/// Holds the jobs' lane in a batch, then submits on the submits' lane. On PostgreSQL the
+/// submit commits while the jobs' lane is still held (lanes commit side by side); on
+/// SQLite it waits for the one writer, so nothing is committed until the gate opens.
+fn lanes_commit_side_by_side_only_on_postgres(server: Option<String>) {
+    let db = crate::bench::database::BenchDatabase::create(server.as_deref()).unwrap();
+    let backend = Backend::from_url(&db.url).unwrap();
+    let mut conn = backend.establish().unwrap();
+    crate::db::migrate(&mut conn).unwrap();
+    conn.batch_execute("CREATE TABLE t (n BIGINT NOT NULL)")
+        .unwrap();
+    let writer = StoreWriter::start(conn, backend.clone(), 100, Arc::default());
+    let rows = || {
+        let mut conn = backend.establish().unwrap();
+        diesel::sql_query("SELECT n FROM t ORDER BY n")
+            .load::<Row>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.n)
+            .collect::<Vec<_>>()
+    };
+    let (reached, at_gate) = mpsc::channel();
+    let (open, release) = mpsc::channel();
+    let gated = {
+        let writer = writer.clone();
+        std::thread::spawn(move || run(writer.write(Gate { reached, release })))
+    };
+    at_gate.recv().unwrap();
+    let submit = {
+        let writer = writer.clone();
+        std::thread::spawn(move || run(writer.write(InsertOnSubmits(1))))
+    };
+    if backend.is_postgres() {
+        assert_eq!(submit.join().unwrap(), Ok(()));
+        assert_eq!(rows(), [1], "committed while the jobs' lane is held");
+        open.send(()).unwrap();
+    } else {
+        assert_eq!(rows(), Vec::<i64>::new(), "the one writer is held");
+        open.send(()).unwrap();
+        assert_eq!(submit.join().unwrap(), Ok(()));
+        assert_eq!(rows(), [1]);
+    }
+    assert_eq!(gated.join().unwrap(), Ok(()));
+}
+
+/// Runs a future to its end on a runtime of its own.
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn sqlite_lanes_share_the_one_writer() {
+    lanes_commit_side_by_side_only_on_postgres(None);
+}
+
+#[test]
+fn postgres_lanes_commit_side_by_side() {
+    let server = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    lanes_commit_side_by_side_only_on_postgres(Some(server));
+}
