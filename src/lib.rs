@@ -17,18 +17,19 @@ pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod outbound;
+pub mod store;
 pub mod views;
 
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
-use actors::events::Events;
-use actors::store::{QueryActor, Store, StoreWriter};
 use actors::supervisor::{Hurry, Shutdown, Supervisor};
 use config::Config;
 use db::Backend;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
+use store::events::Events;
+use store::{QueryActor, Store, StoreWriter};
 
 /// How long in-flight HTTP requests may take to finish once shutdown starts.
 const HTTP_SHUTDOWN: Duration = Duration::from_secs(5);

@@ -1,10 +1,10 @@
 //! The janitor: every second, one maintenance pass (lost leases, result expiry,
 //! retention), in bounded batches; on PostgreSQL only on the node holding the lock.
 
-use super::store::Maintain;
 use super::Shared;
 use crate::faults::FailurePoint;
 use crate::model::{time, JobStatus};
+use crate::store::Maintain;
 use actix::prelude::*;
 use std::time::Duration;
 

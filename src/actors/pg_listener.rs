@@ -9,11 +9,11 @@
 //! the webhook dispatcher: none waits for the slow poll. The supervisor starts a new
 //! listener if the thread ends (a panic).
 
-use super::events::Events;
 use crate::db::backoff::Backoff;
 use crate::db::signals::{Signal, CHANNEL};
 use crate::db::{Backend, DbConnection};
 use crate::faults::{FailurePoint, FailurePoints};
+use crate::store::events::Events;
 use diesel::connection::SimpleConnection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

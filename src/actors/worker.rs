@@ -2,13 +2,13 @@
 //! caught, then the fenced completion. It can be told to drop the job (killed elsewhere,
 //! lease lost) or to hand it back at shutdown without spending the attempt.
 
-use super::store::{ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
 use super::Shared;
 use crate::db::backoff::Backoff;
 use crate::db::jobs::{log_line, ClaimedJob, Outcome};
 use crate::error::StoreResult;
 use crate::jobs::JobContext;
 use crate::model::time;
+use crate::store::{ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
 use actix::prelude::*;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;

@@ -7,15 +7,15 @@ use super::error::ApiError;
 use super::params::{json_body, Body, QueryParams};
 use super::shoptet::Shape;
 use super::AppState;
-use crate::actors::store::{
-    CreateWebhooks, DeleteWebhook, GetSignatureKey, GetWebhook, ListNotifications, ListWebhooks,
-    RedeliverNotification, RenewSignatureKey, UpdateWebhook, WebhooksCreated,
-};
 use crate::db::deliveries::{Notification, NotificationFilter};
 use crate::db::notifications::JOB_FINISHED;
 use crate::db::webhooks::{Webhook, WebhookChange};
 use crate::error::StoreError;
 use crate::model::{ids, time, Micros};
+use crate::store::{
+    CreateWebhooks, DeleteWebhook, GetSignatureKey, GetWebhook, ListNotifications, ListWebhooks,
+    RedeliverNotification, RenewSignatureKey, UpdateWebhook, WebhooksCreated,
+};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;

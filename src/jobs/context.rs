@@ -1,10 +1,10 @@
 //! What a running job may use: its claim, the store, the configuration, its log.
 
 use super::{Breakpoints, ResultWriter};
-use crate::actors::store::Store;
 use crate::config::Config;
 use crate::db::jobs::{log_line, ClaimedJob};
 use crate::model::time;
+use crate::store::Store;
 use std::sync::{Arc, Mutex};
 
 /// The context of one attempt of one job.

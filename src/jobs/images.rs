@@ -6,11 +6,11 @@
 
 use super::image_download::{download, ImageError, Limits};
 use super::{Job, JobContext, JobRun, PoolDefaults};
-use crate::actors::store::StoreImage;
 use crate::db::images::NewImage;
 use crate::error::StoreError;
 use crate::model::{time, Micros};
 use crate::outbound::GuardedClient;
+use crate::store::StoreImage;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

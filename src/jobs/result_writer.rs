@@ -1,10 +1,10 @@
 //! Streams a job's result into the store in fixed-size chunks, so no result is ever held
 //! whole in memory.
 
-use crate::actors::store::{AppendResultChunk, Store};
 use crate::db::jobs::ResultMeta;
 use crate::db::results::CHUNK_SIZE;
 use crate::error::StoreResult;
+use crate::store::{AppendResultChunk, Store};
 
 /// Buffers at most one chunk and writes full chunks as they fill.
 pub struct ResultWriter {

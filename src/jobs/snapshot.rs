@@ -3,8 +3,8 @@
 //! catalogue's size.
 
 use super::{Job, JobContext, JobRun, PoolDefaults};
-use crate::actors::store::ProductsPage;
 use crate::db::products::ProductFilter;
+use crate::store::ProductsPage;
 use crate::views;
 use flate2::write::GzEncoder;
 use flate2::Compression;

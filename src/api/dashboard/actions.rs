@@ -5,13 +5,13 @@
 use super::layout::{self, csrf_field, Section};
 use super::session::{check_csrf, Operator};
 use super::{html, see_other, DashError, DashResult};
-use crate::actors::store::{
-    Bulk, CountBulk, GetAnyWebhook, GetJobForResult, KillJob, RedeliverNotification, RunBulk,
-    UpdateWebhook,
-};
 use crate::api::AppState;
 use crate::db::webhooks::WebhookChange;
 use crate::model::{ids, time, JobStatus, Micros};
+use crate::store::{
+    Bulk, CountBulk, GetAnyWebhook, GetJobForResult, KillJob, RedeliverNotification, RunBulk,
+    UpdateWebhook,
+};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use maud::html as markup;

@@ -1,6 +1,8 @@
-//! The persistence actors: one [`StoreWriter`] that commits every waiting write in one
-//! transaction (group commit), and a [`QueryActor`] pool of readers, so a slow list never
-//! blocks a submit. Both answer store errors, never HTTP errors.
+//! The persistence layer, below the job kinds and the engine actors, above `db`: one
+//! [`StoreWriter`] that commits every waiting write in one transaction (group commit), a
+//! [`QueryActor`] pool of readers, so a slow list never blocks a submit, and the
+//! [`events`] hub through which the writer tells this node what it committed. Both
+//! actors answer store errors, never HTTP errors.
 //!
 //! A message is a plain struct implementing [`WriteOp`] or [`ReadOp`]; [`Store`] sends it
 //! to the right actor and awaits the answer.
@@ -8,6 +10,7 @@
 mod backlog_ops;
 mod dashboard_ops;
 mod eshop_ops;
+pub mod events;
 mod image_ops;
 mod job_ops;
 mod link;
