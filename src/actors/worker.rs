@@ -217,7 +217,6 @@ impl Worker {
                 Ok(Some(finished)) => {
                     if finished.recorded {
                         if let Some(cur) = &act.current {
-                            act.shared.events.job_ended(&cur.job.id);
                             act.shared.metrics.job_finished(
                                 &cur.job.endpoint,
                                 status.as_str(),

@@ -95,9 +95,6 @@ pub async fn accept<J: crate::jobs::Job>(
             other => break other?,
         }
     };
-    if submitted.created {
-        state.events.wake(&submitted.queue);
-    }
     Ok(HttpResponse::build(StatusCode::ACCEPTED)
         .insert_header((
             actix_web::http::header::LOCATION,
@@ -290,8 +287,6 @@ pub async fn kill(
             }
             other => ApiError::from_store(other, job_not_found(&id)),
         })?;
-    state.events.stop_job(&id);
-    state.events.job_ended(&id);
     state
         .metrics
         .job_ended(&job.endpoint, JobStatus::Killed.as_str());

@@ -296,9 +296,6 @@ pub async fn update(
         })
         .await
         .map_err(|e| ApiError::from_store(e, webhook_not_found(&id)))?;
-    if w.active {
-        state.events.wake_webhooks();
-    }
     Ok(ok(shape.webhook(view(&state, &w))))
 }
 
@@ -405,7 +402,6 @@ pub async fn redeliver(
         })
         .await
         .map_err(|e| ApiError::from_store(e, notification_not_found(&id)))?;
-    state.events.wake_webhooks();
     Ok(reply(
         StatusCode::ACCEPTED,
         json!({"id": id, "status": "pending"}),

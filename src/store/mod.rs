@@ -9,6 +9,7 @@
 
 mod backlog_ops;
 mod dashboard_ops;
+mod effects;
 mod eshop_ops;
 pub mod events;
 mod image_ops;
@@ -22,6 +23,7 @@ mod writer;
 
 pub use backlog_ops::*;
 pub use dashboard_ops::*;
+pub use effects::{Effects, Publish};
 pub use eshop_ops::*;
 pub use image_ops::*;
 pub use job_ops::*;

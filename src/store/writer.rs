@@ -11,10 +11,17 @@
 //! batch, the rollback is all it needs). Ops are therefore re-runnable
 //! ([`WriteOp::apply`] takes `&self`).
 //!
+//! The writer is the one publisher of what writes changed: each op reports its effects
+//! ([`WriteOp::effects`]); those of the ops that committed go to other nodes in one
+//! `NOTIFY` statement at the end of the batch's transaction (PostgreSQL), and to this node
+//! once the batch has committed ([`Publish`]). An op rolled back to its savepoint, or a
+//! batch rolled back, publishes nothing.
+//!
 //! Two guards keep the writer serving: a write op that panics is caught and counts as its
 //! own failure (above); a batch that fails on a lost connection answers every sender
 //! `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
 
+use super::effects::{Effects, Publish};
 use super::link::Link;
 use crate::db::{signals, Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -35,6 +42,10 @@ pub trait WriteOp: Send + 'static {
     /// in a savepoint, after another op of its batch failed and the batch was rolled back),
     /// so it changes nothing but the database.
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
+    /// Reports what the applied change means to others (jobs queued, killed or ended,
+    /// notifications due); the writer publishes it once the batch commits. Most ops
+    /// change nothing anyone waits for.
+    fn effects(&self, _output: &Self::Output, _effects: &mut Effects) {}
 }
 
 /// The message that carries a [`WriteOp`] to the [`StoreWriter`].
@@ -50,6 +61,8 @@ trait Pending: Send {
     /// whether it succeeded. A panic of the op is its own failure. An op that already
     /// failed is not run again (its first error is its answer).
     fn run(&mut self, conn: &mut DbConnection, savepoint: bool, faults: &FailurePoints) -> bool;
+    /// Adds the effects of the write if its last run succeeded.
+    fn effects(&self, into: &mut Effects);
     /// Answers the sender once the batch's fate is known.
     fn answer(self: Box<Self>, commit: &StoreResult<()>);
 }
@@ -81,19 +94,20 @@ impl<M: WriteOp> Pending for Queued<M> {
                 Err(StoreError::Database(format!("write op {op} panicked")))
             })
         };
-        let signals = signals::held_mark();
         let outcome = if savepoint {
             conn.transaction(guarded)
         } else {
             guarded(conn)
         };
         let ok = outcome.is_ok();
-        if !ok {
-            // Rolled back: what it would have signalled did not happen.
-            signals::forget_since(signals);
-        }
         self.outcome = Some(outcome);
         ok
+    }
+
+    fn effects(&self, into: &mut Effects) {
+        if let Some(Ok(output)) = &self.outcome {
+            self.op.effects(output, into);
+        }
     }
 
     fn answer(self: Box<Self>, commit: &StoreResult<()>) {
@@ -116,18 +130,19 @@ pub struct StoreWriter {
 
 impl StoreWriter {
     /// Starts the writer thread on its own connection (to `backend`, which it reopens
-    /// when the connection is lost).
+    /// when the connection is lost); what its batches commit is published to `publish`.
     pub fn start(
         conn: DbConnection,
         backend: Backend,
         batch_max: usize,
         faults: Arc<FailurePoints>,
+        publish: Arc<dyn Publish>,
     ) -> Addr<StoreWriter> {
         let (tx, rx) = mpsc::channel::<Box<dyn Pending>>();
         let link = Link::new(conn, backend, faults.clone());
         std::thread::Builder::new()
             .name("jobline-writer".into())
-            .spawn(move || write_loop(link, rx, batch_max.max(1), &faults))
+            .spawn(move || write_loop(link, rx, batch_max.max(1), &faults, &*publish))
             .expect("spawn writer thread");
         StoreWriter { queue: tx }.start()
     }
@@ -162,6 +177,7 @@ fn write_loop(
     rx: mpsc::Receiver<Box<dyn Pending>>,
     batch_max: usize,
     faults: &FailurePoints,
+    publish: &dyn Publish,
 ) {
     let mut batch: Vec<Box<dyn Pending>> = Vec::with_capacity(batch_max);
     while let Ok(first) = rx.recv() {
@@ -177,8 +193,15 @@ fn write_loop(
             None => Err(StoreError::Unavailable),
         };
         let commit = match commit {
+            // Committed: this node hears of it before any sender gets its answer.
+            Ok(effects) => {
+                if !effects.is_empty() {
+                    publish.publish(&effects);
+                }
+                Ok(())
+            }
             Err(_) if link.lost_after_failure() => Err(StoreError::Unavailable),
-            other => other,
+            Err(e) => Err(e),
         };
         for pending in batch.drain(..) {
             pending.answer(&commit);
@@ -187,12 +210,12 @@ fn write_loop(
 }
 
 /// Runs a batch in one transaction with no savepoint and commits it; when an op fails,
-/// runs it again with a savepoint per op (module doc).
+/// runs it again with a savepoint per op (module doc). Answers the committed ops' effects.
 fn commit_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
     faults: &FailurePoints,
-) -> StoreResult<()> {
+) -> StoreResult<Effects> {
     let mut op_failed = false;
     let mut outcome = run_batch(conn, batch, false, faults, &mut op_failed);
     if op_failed && batch.len() > 1 {
@@ -209,24 +232,29 @@ fn commit_batch(
 
 /// One run of a batch. Without savepoints, the first op that fails rolls the batch back
 /// and sets `op_failed`; with them, each failed op is rolled back to its own savepoint.
+/// Answers the effects of the ops that succeeded, already sent to other nodes.
 fn run_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
     savepoints: bool,
     faults: &FailurePoints,
     op_failed: &mut bool,
-) -> Result<(), diesel::result::Error> {
+) -> Result<Effects, diesel::result::Error> {
     conn.transaction(|c| {
-        signals::hold();
         for pending in batch.iter_mut() {
             if !pending.run(c, savepoints, faults) && !savepoints {
                 *op_failed = true;
                 return Err(diesel::result::Error::RollbackTransaction);
             }
         }
-        // What the batch changed is announced to other nodes once, when it commits.
-        signals::flush(c)?;
-        Ok(())
+        let mut effects = Effects::default();
+        for pending in batch.iter() {
+            pending.effects(&mut effects);
+        }
+        effects.dedup();
+        // Other nodes hear of it once, exactly when it commits.
+        signals::notify(c, &effects.signals())?;
+        Ok(effects)
     })
 }
 
