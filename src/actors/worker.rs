@@ -8,7 +8,7 @@ use crate::db::jobs::{log_line, ClaimedJob, Outcome};
 use crate::error::StoreResult;
 use crate::jobs::JobContext;
 use crate::model::time;
-use crate::store::{ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
+use crate::store::{AttemptStore, ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
 use actix::prelude::*;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -118,7 +118,7 @@ impl Worker {
     fn start(&mut self, job: ClaimedJob, ctx: &mut Context<Self>) {
         let jctx = JobContext::new(
             job.clone(),
-            self.shared.store.clone(),
+            AttemptStore::new(self.shared.store.clone(), &job),
             self.shared.config.clone(),
             self.shared.breakpoints.clone(),
         );

@@ -7,6 +7,7 @@
 //! A message is a plain struct implementing [`WriteOp`] or [`ReadOp`]; [`Store`] sends it
 //! to the right actor and awaits the answer.
 
+mod attempt;
 mod backlog_ops;
 mod dashboard_ops;
 mod effects;
@@ -21,6 +22,7 @@ mod reader;
 mod webhook_ops;
 mod writer;
 
+pub use attempt::AttemptStore;
 pub use backlog_ops::*;
 pub use dashboard_ops::*;
 pub use effects::{Effects, Publish};
