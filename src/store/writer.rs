@@ -192,19 +192,20 @@ fn write_loop(
             Some(conn) => commit_batch(conn, &mut batch, faults),
             None => Err(StoreError::Unavailable),
         };
-        let commit = match commit {
-            // Committed: this node hears of it before any sender gets its answer.
-            Ok(effects) => {
-                if !effects.is_empty() {
-                    publish.publish(&effects);
-                }
-                Ok(())
+        let (commit, effects) = match commit {
+            Ok(effects) => (Ok(()), effects),
+            Err(_) if link.lost_after_failure() => {
+                (Err(StoreError::Unavailable), Effects::default())
             }
-            Err(_) if link.lost_after_failure() => Err(StoreError::Unavailable),
-            Err(e) => Err(e),
+            Err(e) => (Err(e), Effects::default()),
         };
         for pending in batch.drain(..) {
             pending.answer(&commit);
+        }
+        // Committed: published once the senders have their answers, so that what it wakes
+        // (claims, webhook claims) tends to meet the senders' next writes in one batch.
+        if !effects.is_empty() {
+            publish.publish(&effects);
         }
     }
 }

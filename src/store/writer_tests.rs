@@ -20,6 +20,16 @@ impl WriteOp for Insert {
     }
 }
 
+/// Writes nothing.
+struct Nothing;
+
+impl WriteOp for Nothing {
+    type Output = ();
+    fn apply(&self, _: &mut DbConnection) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
 /// A write op with a bug.
 struct Panics;
 
@@ -97,8 +107,13 @@ impl Harness {
         }
     }
 
-    /// What was published since the last call.
+    /// What was published since the last call. The loop publishes a batch's effects
+    /// after answering it and before it takes the next batch, so an answered op behind
+    /// them all comes after every publication.
     fn published(&self) -> Vec<Effects> {
+        let (behind, answer) = queue(Nothing);
+        self.tx.send(behind).unwrap();
+        answer.blocking_recv().unwrap().unwrap();
         std::mem::take(&mut *self.published.0.lock().unwrap())
     }
 
