@@ -17,18 +17,19 @@ pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod outbound;
+pub mod store;
 pub mod views;
 
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
-use actors::events::Events;
-use actors::store::{QueryActor, Store, StoreWriter};
 use actors::supervisor::{Hurry, Shutdown, Supervisor};
 use config::Config;
 use db::Backend;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
+use store::events::Events;
+use store::{QueryActor, Store, StoreWriter};
 
 /// How long in-flight HTTP requests may take to finish once shutdown starts.
 const HTTP_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -127,16 +128,17 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     }
     let pool = db::connect(&backend, config.db_pool_size)?;
     let faults = Arc::new(faults::FailurePoints::default());
+    let events = Arc::new(Events::default());
     let store = Store::new(
         StoreWriter::start(
             writer_conn,
             backend.clone(),
             config.write_batch_max,
             faults.clone(),
+            events.clone(),
         ),
         QueryActor::start_pool(pool, config.query_actors),
     );
-    let events = Arc::new(Events::default());
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(
         "{}-{}-{}",
@@ -238,7 +240,7 @@ fn recover_previous_run(
             true,
         )
         .map_err(|e| e.to_string())?;
-        for endpoint in &recovered.killed {
+        for (_, endpoint) in &recovered.killed {
             metrics.job_ended(endpoint, model::JobStatus::Killed.as_str());
         }
         let n = recovered.taken;

@@ -2,9 +2,9 @@
 //! (with the jobs it ended per minute), so the dashboard of any node lists the nodes alive
 //! and charts the cluster's throughput without reading the jobs table.
 
-use super::store::{Beat, Store};
 use crate::metrics::Metrics;
 use crate::model::{time, Micros};
+use crate::store::{Beat, Store};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,10 +1,10 @@
 //! The janitor: every second, one maintenance pass (lost leases, result expiry,
 //! retention), in bounded batches; on PostgreSQL only on the node holding the lock.
 
-use super::store::Maintain;
 use super::Shared;
 use crate::faults::FailurePoint;
 use crate::model::{time, JobStatus};
+use crate::store::Maintain;
 use actix::prelude::*;
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ impl Janitor {
                 match done {
                     Ok(m) => {
                         let metrics = &act.shared.metrics;
-                        for endpoint in &m.recovered.killed {
+                        for (_, endpoint) in &m.recovered.killed {
                             metrics.job_ended(endpoint, JobStatus::Killed.as_str());
                         }
                         for endpoint in &m.expired {
@@ -68,7 +68,6 @@ impl Janitor {
                                 "took back {} jobs whose lease had ended",
                                 m.recovered.taken
                             );
-                            act.shared.events.wake_all();
                         }
                     }
                     Err(e) => log::error!("maintenance failed: {e}"),

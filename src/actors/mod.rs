@@ -1,14 +1,13 @@
-//! The actors that move each job through its life: persistence (writer and readers),
-//! a queue per queue with its worker pool, the webhook dispatcher, the janitor, and the
-//! supervisor that starts them from configuration and runs shutdown.
+//! The engine actors that move each job through its life: a queue per queue with its
+//! worker pool, the webhook dispatcher, the janitor, the PostgreSQL listener, and the
+//! supervisor that starts them from configuration and runs shutdown. The persistence
+//! actors they talk to are the layer below, [`crate::store`].
 
-pub mod events;
 pub mod heartbeat;
 pub mod janitor;
 pub mod pg_listener;
 pub mod pool;
 pub mod queue;
-pub mod store;
 pub mod supervisor;
 pub mod webhooks;
 pub mod worker;
@@ -21,11 +20,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Shared {
     /// Persistence actors.
-    pub store: store::Store,
+    pub store: crate::store::Store,
     /// Configuration.
     pub config: Arc<Config>,
     /// In-process signals.
-    pub events: Arc<events::Events>,
+    pub events: Arc<crate::store::events::Events>,
     /// Job kinds by endpoint.
     pub registry: Registry,
     /// Points where tests can hold running jobs.

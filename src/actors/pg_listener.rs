@@ -1,5 +1,5 @@
-//! Listens for other nodes' signals on PostgreSQL (`LISTEN jobline`) and passes them to
-//! this node's [`Events`]: a job submitted on one node wakes an idle worker on any node
+//! Listens for the signals of every node's writer on PostgreSQL (`LISTEN jobline`) and
+//! publishes them to this node's [`Events`], what arrived in one poll at once: a job submitted on one node wakes an idle worker on any node
 //! within milliseconds, a kill stops the job wherever it runs, a `?wait` on any node
 //! answers when the job ends. libpq offers no blocking wait through diesel, so a thread
 //! polls the connection's input every few milliseconds (a non-blocking read).
@@ -9,11 +9,12 @@
 //! the webhook dispatcher: none waits for the slow poll. The supervisor starts a new
 //! listener if the thread ends (a panic).
 
-use super::events::Events;
 use crate::db::backoff::Backoff;
 use crate::db::signals::{Signal, CHANNEL};
 use crate::db::{Backend, DbConnection};
 use crate::faults::{FailurePoint, FailurePoints};
+use crate::store::events::Events;
+use crate::store::{Effects, Publish};
 use diesel::connection::SimpleConnection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -83,19 +84,27 @@ fn listen_loop(
         events.wake_webhooks();
         'poll: while !stop.load(Ordering::Relaxed) {
             faults.panic_if_armed(FailurePoint::ListenerPanics);
-            for received in conn.notifications_iter() {
-                match received {
+            let mut received = Effects::default();
+            let mut failed = None;
+            for notification in conn.notifications_iter() {
+                match notification {
                     Ok(n) => match Signal::decode(&n.payload) {
-                        Some(Signal::Wake(queue)) => events.wake(&queue),
-                        Some(Signal::Kill(id)) => events.stop_job(&id),
-                        Some(Signal::Ended(id)) => events.job_ended(&id),
+                        Some(signal) => received.add_signal(signal),
                         None => log::warn!("unknown signal {:?}", n.payload),
                     },
                     Err(e) => {
-                        log::warn!("listener connection failed ({e}); reconnecting");
-                        break 'poll;
+                        failed = Some(e);
+                        break;
                     }
                 }
+            }
+            if !received.is_empty() {
+                received.dedup();
+                events.publish(&received);
+            }
+            if let Some(e) = failed {
+                log::warn!("listener connection failed ({e}); reconnecting");
+                break 'poll;
             }
             std::thread::sleep(POLL);
         }

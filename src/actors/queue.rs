@@ -5,17 +5,17 @@
 //! the leases of all jobs it runs in one statement and drops those it no longer holds.
 //! Every [`SCALE_INTERVAL`] it applies its pool's scaling rule (`super::pool::rule`).
 
-use super::events::{StopJob, Wake};
 use super::pool::rule::{Change, Observation, Waiting, SCALE_INTERVAL};
 use super::pool::workers::Pool;
 use super::pool::QueueSettings;
-use super::store::{ClaimJobs, ReadBacklog, RenewLeases};
 use super::worker::{AbandonJob, HandBack, Worker, WorkerDone};
 use super::Shared;
 use crate::db::backlog::Backlog;
 use crate::db::jobs::ClaimedJob;
 use crate::faults::FailurePoint;
 use crate::model::time;
+use crate::store::events::{StopJob, Wake};
+use crate::store::{ClaimJobs, ReadBacklog, RenewLeases};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

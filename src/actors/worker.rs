@@ -2,13 +2,13 @@
 //! caught, then the fenced completion. It can be told to drop the job (killed elsewhere,
 //! lease lost) or to hand it back at shutdown without spending the attempt.
 
-use super::store::{ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
 use super::Shared;
 use crate::db::backoff::Backoff;
 use crate::db::jobs::{log_line, ClaimedJob, Outcome};
 use crate::error::StoreResult;
 use crate::jobs::JobContext;
 use crate::model::time;
+use crate::store::{AttemptStore, ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
 use actix::prelude::*;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -118,7 +118,7 @@ impl Worker {
     fn start(&mut self, job: ClaimedJob, ctx: &mut Context<Self>) {
         let jctx = JobContext::new(
             job.clone(),
-            self.shared.store.clone(),
+            AttemptStore::new(self.shared.store.clone(), &job),
             self.shared.config.clone(),
             self.shared.breakpoints.clone(),
         );
@@ -217,7 +217,6 @@ impl Worker {
                 Ok(Some(finished)) => {
                     if finished.recorded {
                         if let Some(cur) = &act.current {
-                            act.shared.events.job_ended(&cur.job.id);
                             act.shared.metrics.job_finished(
                                 &cur.job.endpoint,
                                 status.as_str(),

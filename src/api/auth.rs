@@ -6,9 +6,9 @@
 use super::error::ApiError;
 use super::shoptet;
 use super::AppState;
-use crate::actors::store::Authenticate;
 use crate::error::StoreError;
 use crate::model::ids::token_hash;
+use crate::store::Authenticate;
 use actix_web::http::StatusCode;
 use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;

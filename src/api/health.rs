@@ -3,7 +3,7 @@
 use super::envelope::ok;
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::store::Ping;
+use crate::store::Ping;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::json;

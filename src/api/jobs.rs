@@ -7,10 +7,10 @@ use super::error::ApiError;
 use super::params::QueryParams;
 use super::shoptet::Shape;
 use super::AppState;
-use crate::actors::store::{GetJob, KillJob, ListJobs, SubmitJob};
 use crate::db::jobs::{Job, JobFilter};
 use crate::error::StoreError;
 use crate::model::{ids, time, JobStatus, Micros};
+use crate::store::{GetJob, KillJob, ListJobs, SubmitJob};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -95,9 +95,6 @@ pub async fn accept<J: crate::jobs::Job>(
             other => break other?,
         }
     };
-    if submitted.created {
-        state.events.wake(&submitted.queue);
-    }
     Ok(HttpResponse::build(StatusCode::ACCEPTED)
         .insert_header((
             actix_web::http::header::LOCATION,
@@ -290,8 +287,6 @@ pub async fn kill(
             }
             other => ApiError::from_store(other, job_not_found(&id)),
         })?;
-    state.events.stop_job(&id);
-    state.events.job_ended(&id);
     state
         .metrics
         .job_ended(&job.endpoint, JobStatus::Killed.as_str());

@@ -2,9 +2,9 @@
 //! and times every HTTP request by its route pattern.
 
 use super::AppState;
-use crate::actors::store::ReadGauges;
 use crate::metrics::{CONTENT_TYPE, UNMATCHED_ROUTE};
 use crate::model::time;
+use crate::store::ReadGauges;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;

@@ -21,10 +21,10 @@ mod shoptet;
 mod snapshot;
 mod webhooks;
 
-use crate::actors::events::Events;
-use crate::actors::store::Store;
 use crate::config::Config;
 use crate::jobs::Registry;
+use crate::store::events::Events;
+use crate::store::Store;
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};

@@ -3,8 +3,8 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::store::{GetJobForResult, ReadResultChunk, Store};
 use crate::model::{ids, time, JobStatus};
+use crate::store::{GetJobForResult, ReadResultChunk, Store};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use subtle::ConstantTimeEq;

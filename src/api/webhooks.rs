@@ -7,15 +7,15 @@ use super::error::ApiError;
 use super::params::{json_body, Body, QueryParams};
 use super::shoptet::Shape;
 use super::AppState;
-use crate::actors::store::{
-    CreateWebhooks, DeleteWebhook, GetSignatureKey, GetWebhook, ListNotifications, ListWebhooks,
-    RedeliverNotification, RenewSignatureKey, UpdateWebhook, WebhooksCreated,
-};
 use crate::db::deliveries::{Notification, NotificationFilter};
 use crate::db::notifications::JOB_FINISHED;
 use crate::db::webhooks::{Webhook, WebhookChange};
 use crate::error::StoreError;
 use crate::model::{ids, time, Micros};
+use crate::store::{
+    CreateWebhooks, DeleteWebhook, GetSignatureKey, GetWebhook, ListNotifications, ListWebhooks,
+    RedeliverNotification, RenewSignatureKey, UpdateWebhook, WebhooksCreated,
+};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -296,9 +296,6 @@ pub async fn update(
         })
         .await
         .map_err(|e| ApiError::from_store(e, webhook_not_found(&id)))?;
-    if w.active {
-        state.events.wake_webhooks();
-    }
     Ok(ok(shape.webhook(view(&state, &w))))
 }
 
@@ -405,7 +402,6 @@ pub async fn redeliver(
         })
         .await
         .map_err(|e| ApiError::from_store(e, notification_not_found(&id)))?;
-    state.events.wake_webhooks();
     Ok(reply(
         StatusCode::ACCEPTED,
         json!({"id": id, "status": "pending"}),

@@ -6,7 +6,6 @@
 use super::notifications;
 use super::prepared::{prepared, Param};
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
-use super::signals::{self, Signal};
 use super::DbConnection;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{time, JobStatus, Micros, Zone};
@@ -185,7 +184,6 @@ pub fn insert(
     )
     .execute(conn)
     .map_err(raced)?;
-    signals::send(conn, &Signal::Wake(job.queue.clone()))?;
     Ok((job.id.clone(), true))
 }
 
@@ -547,7 +545,6 @@ pub fn finish(
         _ => super::results::delete(conn, id)?,
     }
     notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
-    signals::send(conn, &Signal::Ended(id.to_string()))?;
     Ok(true)
 }
 
@@ -586,13 +583,17 @@ pub fn kill(
     }
     super::results::delete(conn, id)?;
     notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
-    signals::send(conn, &Signal::Kill(id.to_string()))?;
-    signals::send(conn, &Signal::Ended(id.to_string()))?;
     get(conn, eshop_id, id, cutoff)
 }
 
 /// Hands a running attempt back to `pending` without spending the attempt (shutdown).
-pub fn release(conn: &mut DbConnection, id: &str, attempt: i32, log: &str) -> StoreResult<bool> {
+/// Answers the queue the job went back to, or `None` when the attempt no longer held it.
+pub fn release(
+    conn: &mut DbConnection,
+    id: &str,
+    attempt: i32,
+    log: &str,
+) -> StoreResult<Option<String>> {
     let (from, to) = transition(JobStatus::Running, JobStatus::Pending);
     let target = jobs::table
         .filter(jobs::id.eq(id))
@@ -609,17 +610,14 @@ pub fn release(conn: &mut DbConnection, id: &str, attempt: i32, log: &str) -> St
             jobs::log.eq(jobs::log.concat(log.to_string())),
         ))
         .execute(conn)?;
-    if let (1, Some(queue)) = (n, queue) {
-        signals::send(conn, &Signal::Wake(queue))?;
-    }
-    Ok(n == 1)
+    Ok(queue.filter(|_| n == 1))
 }
 
 /// Takes back running jobs whose lease ended before `now` (their node died or lost
 /// contact): back to `pending`, or `killed` once `max_attempts` are spent. With
 /// `owner_gone`, every running job of that owner is taken back at once (a restarted
 /// single SQLite node knows its predecessor is dead). At most `limit` jobs per call.
-/// Answers how many were taken back and the endpoints of those killed (for the metrics).
+/// Answers what was taken back: the queues that got jobs again, the jobs killed.
 pub fn recover_lost(
     conn: &mut DbConnection,
     now: Micros,
@@ -644,7 +642,10 @@ pub fn recover_lost(
         q = q.filter(jobs::lease_expires.lt(now));
     }
     let lost: Vec<(String, i64, i32, String, Option<String>, String)> = q.load(conn)?;
-    let mut killed = Vec::new();
+    let mut recovered = Recovered {
+        taken: lost.len(),
+        ..Recovered::default()
+    };
     for (id, eshop_id, attempt, queue, owner, endpoint) in &lost {
         let owner = owner.as_deref().unwrap_or("an unknown node");
         let to = if *attempt >= max_attempts {
@@ -677,8 +678,7 @@ pub fn recover_lost(
             if n == 1 {
                 super::results::delete(conn, id)?;
                 notifications::record_job_finished(conn, *eshop_id, id, zone, now)?;
-                signals::send(conn, &Signal::Ended(id.clone()))?;
-                killed.push(endpoint.clone());
+                recovered.killed.push((id.clone(), endpoint.clone()));
             }
         } else {
             let line = log_line(
@@ -694,13 +694,12 @@ pub fn recover_lost(
                     jobs::log.eq(jobs::log.concat(line)),
                 ))
                 .execute(conn)?;
-            signals::send(conn, &Signal::Wake(queue.clone()))?;
+            if !recovered.requeued.contains(queue) {
+                recovered.requeued.push(queue.clone());
+            }
         }
     }
-    Ok(Recovered {
-        taken: lost.len(),
-        killed,
-    })
+    Ok(recovered)
 }
 
 /// What [`recover_lost`] did.
@@ -708,8 +707,10 @@ pub fn recover_lost(
 pub struct Recovered {
     /// Running jobs taken back.
     pub taken: usize,
-    /// The endpoint of each job killed because it was out of attempts.
-    pub killed: Vec<String>,
+    /// The queues that got jobs back to `pending`, each once.
+    pub requeued: Vec<String>,
+    /// The id and endpoint of each job killed because it was out of attempts.
+    pub killed: Vec<(String, String)>,
 }
 
 /// Marks completed jobs past `valid_until` as `expired` and deletes their results; at most

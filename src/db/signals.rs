@@ -1,21 +1,12 @@
-//! Cross-node signals on PostgreSQL: a write that other nodes must react to (a new job to
-//! claim, a job to stop, a job that ended) sends a `NOTIFY` inside its own transaction, so
-//! it is delivered exactly when the change is committed. SQLite is one node: nothing to send.
-//!
-//! The writer holds the signals of a batch ([`hold`]) and sends them at the end of its
-//! transaction in one statement, each payload once ([`flush`]): a batch of 300 submits
-//! sends one `wake:snapshots`, not 300 `pg_notify` round trips.
+//! Cross-node signals on PostgreSQL: what other nodes must react to (a new job to claim, a
+//! job to stop, a job that ended), their wire format, and the one statement that sends a
+//! batch's signals inside its transaction ([`notify`]), so they are delivered exactly when
+//! the change is committed. SQLite is one node: nothing to send. The store's writer decides
+//! what to send; this module only knows how.
 
 use super::prepared::{prepared, Param};
 use super::DbConnection;
-use crate::error::StoreResult;
 use diesel::prelude::*;
-use std::cell::RefCell;
-
-thread_local! {
-    /// The payloads held for the current batch on this thread, if it holds them.
-    static HELD: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
-}
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "jobline";
@@ -54,62 +45,15 @@ impl Signal {
     }
 }
 
-/// Sends `signal` to every node when the current transaction commits (PostgreSQL only).
-/// While this thread holds signals, it is kept for [`flush`] instead (once per payload).
-pub fn send(conn: &mut DbConnection, signal: &Signal) -> StoreResult<()> {
-    if let DbConnection::Pg(c) = conn {
-        let payload = signal.encode();
-        let sent_now = HELD.with_borrow_mut(|held| match held {
-            Some(held) => {
-                if !held.contains(&payload) {
-                    held.push(payload.clone());
-                }
-                false
-            }
-            None => true,
-        });
-        if sent_now {
-            prepared(
-                "SELECT pg_notify(?1, ?2)",
-                &[Param::Text(CHANNEL), Param::Text(&payload)],
-            )
-            .execute(c)?;
-        }
-    }
-    Ok(())
-}
-
-/// From now on this thread holds the signals it sends, until [`flush`]; forgets any still
-/// held (a batch rolled back).
-pub fn hold() {
-    HELD.set(Some(Vec::new()));
-}
-
-/// How many signals are held: a mark to [`forget_since`] when one write of the batch is
-/// rolled back to its savepoint.
-pub fn held_mark() -> usize {
-    HELD.with_borrow(|held| held.as_ref().map_or(0, Vec::len))
-}
-
-/// Forgets the signals held since `mark` (their write was rolled back).
-pub fn forget_since(mark: usize) {
-    HELD.with_borrow_mut(|held| {
-        if let Some(held) = held {
-            held.truncate(mark);
-        }
-    });
-}
-
-/// Sends every held signal in one statement inside the current transaction, and stops
-/// holding.
-pub fn flush(conn: &mut DbConnection) -> QueryResult<()> {
-    let held = HELD.take().unwrap_or_default();
-    if let (DbConnection::Pg(c), false) = (conn, held.is_empty()) {
+/// Sends `signals` to every node in one statement, delivered when the current transaction
+/// commits (PostgreSQL; nothing on SQLite or when there is nothing to send).
+pub fn notify(conn: &mut DbConnection, signals: &[Signal]) -> QueryResult<()> {
+    if let (DbConnection::Pg(c), false) = (conn, signals.is_empty()) {
         // Payloads never hold a newline: queue names and job ids.
-        let payloads = held.join("\n");
+        let payloads: Vec<String> = signals.iter().map(Signal::encode).collect();
         prepared(
             "SELECT pg_notify(?1, p) FROM unnest(string_to_array(?2, E'\\n')) AS p",
-            &[Param::Text(CHANNEL), Param::Text(&payloads)],
+            &[Param::Text(CHANNEL), Param::Text(&payloads.join("\n"))],
         )
         .execute(c)?;
     }

@@ -1,10 +1,11 @@
-//! What a running job may use: its claim, the store, the configuration, its log.
+//! What a running job may use: its claim, its narrow store handle, the configuration, its
+//! log.
 
 use super::{Breakpoints, ResultWriter};
-use crate::actors::store::Store;
 use crate::config::Config;
 use crate::db::jobs::{log_line, ClaimedJob};
 use crate::model::time;
+use crate::store::AttemptStore;
 use std::sync::{Arc, Mutex};
 
 /// The context of one attempt of one job.
@@ -12,8 +13,8 @@ use std::sync::{Arc, Mutex};
 pub struct JobContext {
     /// The claimed job (id, e-shop, params, attempt).
     pub job: ClaimedJob,
-    /// The persistence actors.
-    pub store: Store,
+    /// What the attempt may read and write (its e-shop's products, images, its result).
+    pub store: AttemptStore,
     /// The configuration.
     pub config: Arc<Config>,
     /// Points where tests can hold the job.
@@ -25,7 +26,7 @@ impl JobContext {
     /// A context for one attempt.
     pub fn new(
         job: ClaimedJob,
-        store: Store,
+        store: AttemptStore,
         config: Arc<Config>,
         breakpoints: Arc<Breakpoints>,
     ) -> JobContext {
@@ -54,12 +55,6 @@ impl JobContext {
 
     /// A writer for this attempt's result file.
     pub fn result_writer(&self, ext: &str, content_type: &str) -> ResultWriter {
-        ResultWriter::new(
-            self.store.clone(),
-            self.job.id.clone(),
-            self.job.attempt,
-            ext,
-            content_type,
-        )
+        ResultWriter::new(self.store.clone(), ext, content_type)
     }
 }

@@ -6,7 +6,6 @@
 
 use super::image_download::{download, ImageError, Limits};
 use super::{Job, JobContext, JobRun, PoolDefaults};
-use crate::actors::store::StoreImage;
 use crate::db::images::NewImage;
 use crate::error::StoreError;
 use crate::model::{time, Micros};
@@ -127,24 +126,20 @@ async fn import(
     };
     let created = time::now();
     let size = image.bytes.len() as i64;
-    let write = StoreImage {
-        job_id: ctx.job.id.clone(),
-        attempt: ctx.job.attempt,
-        image: NewImage {
-            product_guid: product_guid.to_string(),
-            eshop_id: ctx.job.eshop_id,
-            name: source.name.clone(),
-            priority: source.priority,
-            description: source.description.clone(),
-            content_type: image.content_type.to_string(),
-            size,
-            md5: image.md5.clone(),
-            source_url: source.download_url.clone(),
-            created,
-            data: image.bytes,
-        },
+    let image_row = NewImage {
+        product_guid: product_guid.to_string(),
+        eshop_id: ctx.job.eshop_id,
+        name: source.name.clone(),
+        priority: source.priority,
+        description: source.description.clone(),
+        content_type: image.content_type.to_string(),
+        size,
+        md5: image.md5.clone(),
+        source_url: source.download_url.clone(),
+        created,
+        data: image.bytes,
     };
-    match ctx.store.write(write).await {
+    match ctx.store.store_image(image_row).await {
         Ok(()) => {
             ctx.log(&format!(
                 "image {index} `{}`: stored, {}, {size} bytes, md5 {}",

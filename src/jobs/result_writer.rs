@@ -1,16 +1,14 @@
 //! Streams a job's result into the store in fixed-size chunks, so no result is ever held
 //! whole in memory.
 
-use crate::actors::store::{AppendResultChunk, Store};
 use crate::db::jobs::ResultMeta;
 use crate::db::results::CHUNK_SIZE;
 use crate::error::StoreResult;
+use crate::store::AttemptStore;
 
 /// Buffers at most one chunk and writes full chunks as they fill.
 pub struct ResultWriter {
-    store: Store,
-    job_id: String,
-    attempt: i32,
+    store: AttemptStore,
     ext: String,
     content_type: String,
     buffer: Vec<u8>,
@@ -19,12 +17,10 @@ pub struct ResultWriter {
 }
 
 impl ResultWriter {
-    /// A writer for one attempt of one job.
-    pub fn new(store: Store, job_id: String, attempt: i32, ext: &str, content_type: &str) -> Self {
+    /// A writer for the attempt that `store` belongs to.
+    pub fn new(store: AttemptStore, ext: &str, content_type: &str) -> Self {
         ResultWriter {
             store,
-            job_id,
-            attempt,
             ext: ext.into(),
             content_type: content_type.into(),
             // Grows with the result up to a chunk: most results are far smaller.
@@ -51,14 +47,7 @@ impl ResultWriter {
     async fn flush(&mut self) -> StoreResult<()> {
         let data = std::mem::take(&mut self.buffer);
         self.size += data.len() as i64;
-        self.store
-            .write(AppendResultChunk {
-                id: self.job_id.clone(),
-                attempt: self.attempt,
-                seq: self.next_seq,
-                data,
-            })
-            .await?;
+        self.store.append_result_chunk(self.next_seq, data).await?;
         self.next_seq += 1;
         Ok(())
     }

@@ -3,7 +3,6 @@
 //! catalogue's size.
 
 use super::{Job, JobContext, JobRun, PoolDefaults};
-use crate::actors::store::ProductsPage;
 use crate::db::products::ProductFilter;
 use crate::views;
 use flate2::write::GzEncoder;
@@ -43,12 +42,7 @@ impl Job for SnapshotJob {
                 ctx.breakpoints.pass("snapshot:page").await;
                 let page = ctx
                     .store
-                    .read(ProductsPage {
-                        eshop_id: ctx.job.eshop_id,
-                        filter: filter.clone(),
-                        after: after.take(),
-                        limit: PAGE,
-                    })
+                    .products_page(&filter, after.take(), PAGE)
                     .await
                     .map_err(|e| format!("reading products failed: {e}"))?;
                 for p in &page {

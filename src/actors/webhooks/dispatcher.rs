@@ -10,14 +10,14 @@
 
 use super::deliver::{deliver, Delivered};
 use super::retry::{self, Next};
-use crate::actors::events::Wake;
 use crate::actors::queue::Drain;
-use crate::actors::store::{ClaimNotifications, RecordAttempt};
 use crate::actors::Shared;
 use crate::db::deliveries::{Attempt, ClaimedDelivery};
 use crate::faults::FailurePoint;
 use crate::model::time;
 use crate::outbound::{GuardedClient, OutboundPolicy};
+use crate::store::events::Wake;
+use crate::store::{ClaimNotifications, RecordAttempt};
 use actix::prelude::*;
 use rand::Rng;
 use std::time::Duration;

@@ -5,13 +5,13 @@
 use super::layout::{self, csrf_field, Section};
 use super::session::{check_csrf, Operator};
 use super::{html, see_other, DashError, DashResult};
-use crate::actors::store::{
-    Bulk, CountBulk, GetAnyWebhook, GetJobForResult, KillJob, RedeliverNotification, RunBulk,
-    UpdateWebhook,
-};
 use crate::api::AppState;
 use crate::db::webhooks::WebhookChange;
 use crate::model::{ids, time, JobStatus, Micros};
+use crate::store::{
+    Bulk, CountBulk, GetAnyWebhook, GetJobForResult, KillJob, RedeliverNotification, RunBulk,
+    UpdateWebhook,
+};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use maud::html as markup;
@@ -74,8 +74,6 @@ pub(crate) async fn kill(
             cutoff: job_cutoff(&state),
         })
         .await?;
-    state.events.stop_job(&id);
-    state.events.job_ended(&id);
     state
         .metrics
         .job_ended(&job.endpoint, JobStatus::Killed.as_str());
@@ -101,7 +99,6 @@ pub(crate) async fn redeliver(
             cutoff: notification_cutoff(&state),
         })
         .await?;
-    state.events.wake_webhooks();
     log::info!("dashboard: operator {} redelivered {id}", operator.name);
     Ok(match form.back.as_deref().filter(|b| ids::is_job_id(b)) {
         Some(job) => see_other(&format!("/dashboard/jobs/{job}")),
@@ -233,19 +230,10 @@ async fn bulk(
                 cutoff,
             })
             .await?;
-        match bulk {
-            Bulk::KillPending { .. } => {
-                for (id, endpoint) in &done {
-                    state.events.stop_job(id);
-                    state.events.job_ended(id);
-                    if let Some(endpoint) = endpoint {
-                        state
-                            .metrics
-                            .job_ended(endpoint, JobStatus::Killed.as_str());
-                    }
-                }
-            }
-            Bulk::RedeliverFailed { .. } => state.events.wake_webhooks(),
+        for endpoint in done.iter().filter_map(|(_, endpoint)| endpoint.as_ref()) {
+            state
+                .metrics
+                .job_ended(endpoint, JobStatus::Killed.as_str());
         }
         log::info!(
             "dashboard: operator {} chose to {what}: {} rows",

@@ -4,10 +4,10 @@
 
 use super::session::{self, csrf_matches, Operator, SESSION_COOKIE};
 use super::{html, see_other, DashError, DashResult};
-use crate::actors::store::{SignIn, SignOut};
 use crate::api::AppState;
 use crate::error::StoreError;
 use crate::model::{ids, time};
+use crate::store::{SignIn, SignOut};
 use actix_web::http::header::SET_COOKIE;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};

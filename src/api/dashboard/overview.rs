@@ -5,11 +5,11 @@
 use super::layout::{self, Section};
 use super::session::Operator;
 use super::{html, DashResult};
-use crate::actors::store::ReadOverview;
 use crate::api::AppState;
 use crate::db::nodes::NodeBeat;
 use crate::metrics::minutes::{self, WINDOW};
 use crate::model::time;
+use crate::store::ReadOverview;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use maud::{html as markup, Markup};

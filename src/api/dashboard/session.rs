@@ -3,9 +3,9 @@
 //! POST; the cookies are built here with their flags.
 
 use super::DashError;
-use crate::actors::store::GetSession;
 use crate::api::AppState;
 use crate::model::{ids, time};
+use crate::store::GetSession;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use subtle::ConstantTimeEq;

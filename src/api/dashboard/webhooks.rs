@@ -4,11 +4,11 @@
 use super::layout::{self, csrf_field, Section};
 use super::session::Operator;
 use super::{html, DashResult};
-use crate::actors::store::ReadWebhookHealth;
 use crate::api::params::QueryParams;
 use crate::api::AppState;
 use crate::db::dashboard::RECENT;
 use crate::model::time;
+use crate::store::ReadWebhookHealth;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::html as markup;

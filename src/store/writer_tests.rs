@@ -1,7 +1,8 @@
 //! The writer's guards, on the real write loop and a real SQLite file: a batch runs once
 //! with no savepoint unless an op fails, then again with one per op; a panicking op
 //! fails alone and the rest of its batch commits; a lost connection answers the batch
-//! `Unavailable` and the next batch runs on a new connection.
+//! `Unavailable` and the next batch runs on a new connection; what a batch changed is
+//! published once, after it commits, and only for the ops that committed.
 
 use super::*;
 use diesel::connection::SimpleConnection;
@@ -15,6 +16,16 @@ impl WriteOp for Insert {
     type Output = ();
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         conn.batch_execute(&format!("INSERT INTO t VALUES ({})", self.0))?;
+        Ok(())
+    }
+}
+
+/// Writes nothing.
+struct Nothing;
+
+impl WriteOp for Nothing {
+    type Output = ();
+    fn apply(&self, _: &mut DbConnection) -> StoreResult<()> {
         Ok(())
     }
 }
@@ -53,11 +64,22 @@ struct Row {
 
 type Answer = oneshot::Receiver<StoreResult<()>>;
 
+/// Keeps what the writer publishes, one entry per publication.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<Effects>>);
+
+impl Publish for Recorder {
+    fn publish(&self, effects: &Effects) {
+        self.0.lock().unwrap().push(effects.clone());
+    }
+}
+
 /// A running write loop on a fresh database with table `t`.
 struct Harness {
     tx: mpsc::Sender<Box<dyn Pending>>,
     backend: Backend,
     faults: Arc<FailurePoints>,
+    published: Arc<Recorder>,
     _dir: tempfile::TempDir,
 }
 
@@ -73,13 +95,26 @@ impl Harness {
         let (tx, rx) = mpsc::channel();
         let link = Link::new(conn, backend.clone(), faults.clone());
         let loop_faults = faults.clone();
-        std::thread::spawn(move || write_loop(link, rx, 100, &loop_faults));
+        let published = Arc::new(Recorder::default());
+        let publish = published.clone();
+        std::thread::spawn(move || write_loop(link, rx, 100, &loop_faults, &*publish));
         Harness {
             tx,
             backend,
             faults,
+            published,
             _dir: dir,
         }
+    }
+
+    /// What was published since the last call. The loop publishes a batch's effects
+    /// after answering it and before it takes the next batch, so an answered op behind
+    /// them all comes after every publication.
+    fn published(&self) -> Vec<Effects> {
+        let (behind, answer) = queue(Nothing);
+        self.tx.send(behind).unwrap();
+        answer.blocking_recv().unwrap().unwrap();
+        std::mem::take(&mut *self.published.0.lock().unwrap())
     }
 
     /// Runs `ops` as one batch, arming `fault` just before, and answers what each got.
@@ -203,11 +238,16 @@ fn a_failing_op_makes_its_batch_run_again_with_savepoints_and_only_then() {
 
 /// A pending snapshot job of e-shop 1.
 fn pending_job() -> crate::db::jobs::Job {
+    queued_in("snapshots")
+}
+
+/// A pending job of e-shop 1 in `queue`.
+fn queued_in(queue: &str) -> crate::db::jobs::Job {
     crate::db::jobs::Job {
         id: crate::model::ids::new_job_id(),
         eshop_id: 1,
         endpoint: "/api/products/snapshot".into(),
-        queue: "snapshots".into(),
+        queue: queue.into(),
         status: "pending".into(),
         params: "{}".into(),
         creation_time: crate::model::time::now(),
@@ -248,7 +288,9 @@ fn one_batch_mixes_submits_completions_and_kills() {
         now,
     );
     assert_eq!(claimed.unwrap().len(), 2);
-    assert!(jobs::release(&mut conn, &to_kill.id, 1, "").unwrap());
+    assert!(jobs::release(&mut conn, &to_kill.id, 1, "")
+        .unwrap()
+        .is_some());
 
     let (new_job, other_new) = (pending_job(), pending_job());
     let zone = Zone::utc();
@@ -299,6 +341,72 @@ fn one_batch_mixes_submits_completions_and_kills() {
         let n = crate::db::notifications::count_for_instance(&mut conn, id).unwrap();
         assert_eq!(n, 1, "one job:finished for {id}");
     }
+
+    // Published once for the batch, each effect once: the two submits wake their queue
+    // once, the kill stops and ends its job, the recorded end ends its job; the refused
+    // end and the failed kill publish nothing.
+    let mut ended = vec![to_kill.id.clone(), to_finish.id.clone()];
+    ended.sort();
+    assert_eq!(
+        h.published(),
+        [Effects {
+            queued: vec!["snapshots".into()],
+            killed: vec![to_kill.id.clone()],
+            ended,
+            notifications_due: false,
+        }]
+    );
+}
+
+#[test]
+fn only_the_ops_that_commit_publish_their_effects() {
+    use super::super::{KillJob, SubmitJob};
+    let h = Harness::new();
+    let submit = |queue: &str| SubmitJob {
+        job: queued_in(queue),
+        idempotency_key: None,
+    };
+    let kill_unknown = KillJob {
+        eshop_id: 1,
+        id: "nosuch1".into(),
+        zone: crate::model::Zone::utc(),
+        cutoff: 0,
+    };
+    // The kill fails after the first submit ran: the batch runs again with savepoints,
+    // and what the first run did is not published twice.
+    let (q1, a1) = queue(submit("snapshots"));
+    let (q2, a2) = queue(kill_unknown);
+    let (q3, a3) = queue(submit("images"));
+    let (q4, a4) = queue(submit("snapshots"));
+    h.gated(vec![q1, q2, q3, q4], None);
+    assert!(a1.blocking_recv().unwrap().is_ok());
+    assert_eq!(
+        a2.blocking_recv().unwrap().unwrap_err(),
+        StoreError::NotFound
+    );
+    assert!(a3.blocking_recv().unwrap().is_ok());
+    assert!(a4.blocking_recv().unwrap().is_ok());
+    assert_eq!(
+        h.published(),
+        [Effects {
+            queued: vec!["snapshots".into(), "images".into()],
+            ..Effects::default()
+        }]
+    );
+
+    // A batch that does not commit publishes nothing.
+    let (q5, a5) = queue(submit("snapshots"));
+    h.gated(vec![q5], Some(FailurePoint::WriterConnectionLost));
+    assert_eq!(
+        a5.blocking_recv().unwrap().unwrap_err(),
+        StoreError::Unavailable
+    );
+    // A panicking submit publishes nothing; a batch with no effects publishes nothing.
+    let (q6, a6) = queue(submit("snapshots"));
+    h.gated(vec![q6], Some(FailurePoint::SubmitWritePanics));
+    assert!(a6.blocking_recv().unwrap().is_err());
+    assert_eq!(h.batch(vec![op(Insert(1))], None), [Ok(())]);
+    assert_eq!(h.published(), []);
 }
 
 #[test]
@@ -364,7 +472,8 @@ fn lanes_commit_side_by_side_only_on_postgres(server: Option<String>) {
     crate::db::migrate(&mut conn).unwrap();
     conn.batch_execute("CREATE TABLE t (n BIGINT NOT NULL)")
         .unwrap();
-    let writer = StoreWriter::start(conn, backend.clone(), 100, Arc::default());
+    let publish: Arc<dyn Publish> = Arc::new(Recorder(Default::default()));
+    let writer = StoreWriter::start(conn, backend.clone(), 100, Arc::default(), publish);
     let rows = || {
         let mut conn = backend.establish().unwrap();
         diesel::sql_query("SELECT n FROM t ORDER BY n")

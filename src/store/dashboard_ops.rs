@@ -2,7 +2,7 @@
 //! lists, bulk actions, and the nodes' heartbeats. Reads go to the reader pool; the few
 //! writes (sign-in, sign-out, heartbeat, bulk actions) are ordinary write ops.
 
-use super::{ReadOp, WriteOp};
+use super::{Effects, ReadOp, WriteOp};
 use crate::db::dashboard::{
     self, AttemptRow, Bounded, NotificationRow, QueueFigures, Search, WebhookFigures, WebhookHealth,
 };
@@ -299,5 +299,17 @@ impl WriteOp for RunBulk {
             }
         }
         Ok(done)
+    }
+    fn effects(&self, done: &Self::Output, effects: &mut Effects) {
+        match &self.bulk {
+            Bulk::KillPending { .. } => {
+                for (id, _) in done {
+                    effects.job_killed(id);
+                    effects.job_ended(id);
+                }
+            }
+            Bulk::RedeliverFailed { .. } if !done.is_empty() => effects.notification_due(),
+            Bulk::RedeliverFailed { .. } => {}
+        }
     }
 }

@@ -1,8 +1,11 @@
-//! In-process signals between actors and handlers: "jobs are waiting in queue X" (a
-//! committed submit wakes an idle worker at once), "job X ended" (for `?wait=N`) and
-//! "job X was killed" (to stop it on this node at once), and "a notification may be due"
-//! (a job ended or a redelivery was asked: the webhook dispatcher claims at once).
+//! In-process signals to actors and handlers: "jobs are waiting in queue X" (a committed
+//! submit wakes an idle worker at once), "job X ended" (for `?wait=N`), "job X was killed"
+//! (to stop it on this node at once), and "a notification may be due" (a job ended or a
+//! redelivery was asked: the webhook dispatcher claims at once). Only the writer publishes
+//! here, what each batch committed ([`Effects`]); the PostgreSQL listener passes on what
+//! other nodes' writers committed.
 
+use super::effects::{Effects, Publish};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,7 +24,7 @@ pub struct StopJob {
     pub id: String,
 }
 
-/// The hub: queues register here; writers and handlers signal through it.
+/// The hub: queues and the webhook dispatcher register here; the writer publishes through it.
 pub struct Events {
     queues: Mutex<HashMap<String, Recipient<Wake>>>,
     /// By queue name: a restarted queue replaces its predecessor.
@@ -55,31 +58,11 @@ impl Events {
             .insert(name.to_string(), stop);
     }
 
-    /// Wakes one queue.
-    pub fn wake(&self, queue: &str) {
-        if let Some(r) = self.queues.lock().expect("events lock").get(queue) {
-            r.do_send(Wake);
-        }
-    }
-
-    /// Wakes every queue (jobs came back to `pending`).
+    /// Wakes every queue (the listener lost signals while it reconnected).
     pub fn wake_all(&self) {
         for r in self.queues.lock().expect("events lock").values() {
             r.do_send(Wake);
         }
-    }
-
-    /// Stops a job on this node if one of its queues runs it.
-    pub fn stop_job(&self, id: &str) {
-        for r in self.stoppers.lock().expect("events lock").values() {
-            r.do_send(StopJob { id: id.to_string() });
-        }
-    }
-
-    /// Announces that a job has ended (its `job:finished` notification is committed).
-    pub fn job_ended(&self, id: &str) {
-        let _ = self.ended.send(id.to_string());
-        self.wake_webhooks();
     }
 
     /// Registers the webhook dispatcher.
@@ -87,7 +70,8 @@ impl Events {
         *self.webhooks.lock().expect("events lock") = Some(wake);
     }
 
-    /// Tells the webhook dispatcher that a notification may be due.
+    /// Tells the webhook dispatcher that a notification may be due (the listener lost
+    /// signals while it reconnected).
     pub fn wake_webhooks(&self) {
         if let Some(r) = self.webhooks.lock().expect("events lock").as_ref() {
             r.do_send(Wake);
@@ -97,5 +81,35 @@ impl Events {
     /// Listens for ended jobs.
     pub fn subscribe_ended(&self) -> broadcast::Receiver<String> {
         self.ended.subscribe()
+    }
+}
+
+impl Publish for Events {
+    /// Wakes each queue that got jobs, stops each killed job if it runs here, announces each
+    /// ended job, and wakes the webhook dispatcher once.
+    fn publish(&self, effects: &Effects) {
+        if !effects.queued.is_empty() {
+            let queues = self.queues.lock().expect("events lock");
+            for queue in &effects.queued {
+                if let Some(r) = queues.get(queue) {
+                    r.do_send(Wake);
+                }
+            }
+        }
+        if !effects.killed.is_empty() {
+            let stoppers = self.stoppers.lock().expect("events lock");
+            for id in &effects.killed {
+                for r in stoppers.values() {
+                    r.do_send(StopJob { id: id.clone() });
+                }
+            }
+        }
+        for id in &effects.ended {
+            // No receiver (nobody waits) is fine.
+            let _ = self.ended.send(id.clone());
+        }
+        if !effects.ended.is_empty() || effects.notifications_due {
+            self.wake_webhooks();
+        }
     }
 }

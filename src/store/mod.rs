@@ -1,13 +1,18 @@
-//! The persistence actors: a [`StoreWriter`] that commits every waiting write in one
-//! transaction (group commit; one writer on SQLite, one per [`Lane`] on PostgreSQL), and a [`QueryActor`] pool of readers, so a slow list never
-//! blocks a submit. Both answer store errors, never HTTP errors.
+//! The persistence layer, below the job kinds and the engine actors, above `db`: a
+//! [`StoreWriter`] that commits every waiting write in one transaction (group commit; one
+//! writer on SQLite, one per [`Lane`] on PostgreSQL), a [`QueryActor`] pool of readers, so a
+//! slow list never blocks a submit, and the [`events`] hub through which the writer tells
+//! this node what it committed. Both answer store errors, never HTTP errors.
 //!
 //! A message is a plain struct implementing [`WriteOp`] or [`ReadOp`]; [`Store`] sends it
 //! to the right actor and awaits the answer.
 
+mod attempt;
 mod backlog_ops;
 mod dashboard_ops;
+mod effects;
 mod eshop_ops;
+pub mod events;
 mod image_ops;
 mod job_ops;
 mod link;
@@ -17,8 +22,10 @@ mod reader;
 mod webhook_ops;
 mod writer;
 
+pub use attempt::AttemptStore;
 pub use backlog_ops::*;
 pub use dashboard_ops::*;
+pub use effects::{Effects, Publish};
 pub use eshop_ops::*;
 pub use image_ops::*;
 pub use job_ops::*;

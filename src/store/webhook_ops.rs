@@ -1,6 +1,6 @@
 //! Messages about webhooks, signature keys and the delivery of notifications.
 
-use super::{Lane, ReadOp, WriteOp};
+use super::{Effects, Lane, ReadOp, WriteOp};
 use crate::db::deliveries::{self, Attempt, ClaimedDelivery, Notification, NotificationFilter};
 use crate::db::webhooks::{self, Webhook, WebhookChange};
 use crate::db::{signature_keys, DbConnection};
@@ -85,6 +85,11 @@ impl WriteOp for UpdateWebhook {
     type Output = Webhook;
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Webhook> {
         webhooks::update(conn, self.eshop_id, &self.id, &self.change)
+    }
+    fn effects(&self, webhook: &Webhook, effects: &mut Effects) {
+        if webhook.active {
+            effects.notification_due();
+        }
     }
 }
 
@@ -174,6 +179,9 @@ impl WriteOp for RedeliverNotification {
     const LANE: Lane = Lane::Deliveries;
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
         deliveries::redeliver(conn, self.eshop_id, &self.id, time::now(), self.cutoff)
+    }
+    fn effects(&self, _: &(), effects: &mut Effects) {
+        effects.notification_due();
     }
 }
 

@@ -11,6 +11,12 @@
 //! batch, the rollback is all it needs). Ops are therefore re-runnable
 //! ([`WriteOp::apply`] takes `&self`).
 //!
+//! The writer is the one publisher of what writes changed: each op reports its effects
+//! ([`WriteOp::effects`]); those of the ops that committed go to other nodes in one
+//! `NOTIFY` statement at the end of the batch's transaction (PostgreSQL), and to this node
+//! once the batch has committed ([`Publish`]). An op rolled back to its savepoint, or a
+//! batch rolled back, publishes nothing.
+//!
 //! Two guards keep the writer serving: a write op that panics is caught and counts as its
 //! own failure (above); a batch that fails on a lost connection answers every sender
 //! `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
@@ -23,6 +29,7 @@
 //! row) the database's row locks and the fencing by attempt keep them correct, exactly as
 //! between the writers of several nodes.
 
+use super::effects::{Effects, Publish};
 use super::link::Link;
 use crate::db::{signals, Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -44,6 +51,10 @@ pub trait WriteOp: Send + 'static {
     /// in a savepoint, after another op of its batch failed and the batch was rolled back),
     /// so it changes nothing but the database.
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
+    /// Reports what the applied change means to others (jobs queued, killed or ended,
+    /// notifications due); the writer publishes it once the batch commits. Most ops
+    /// change nothing anyone waits for.
+    fn effects(&self, _output: &Self::Output, _effects: &mut Effects) {}
 }
 
 /// The writer that commits an op (module doc).
@@ -77,6 +88,8 @@ trait Pending: Send {
     /// whether it succeeded. A panic of the op is its own failure. An op that already
     /// failed is not run again (its first error is its answer).
     fn run(&mut self, conn: &mut DbConnection, savepoint: bool, faults: &FailurePoints) -> bool;
+    /// Adds the effects of the write if its last run succeeded.
+    fn effects(&self, into: &mut Effects);
     /// Answers the sender once the batch's fate is known.
     fn answer(self: Box<Self>, commit: &StoreResult<()>);
 }
@@ -108,19 +121,20 @@ impl<M: WriteOp> Pending for Queued<M> {
                 Err(StoreError::Database(format!("write op {op} panicked")))
             })
         };
-        let signals = signals::held_mark();
         let outcome = if savepoint {
             conn.transaction(guarded)
         } else {
             guarded(conn)
         };
         let ok = outcome.is_ok();
-        if !ok {
-            // Rolled back: what it would have signalled did not happen.
-            signals::forget_since(signals);
-        }
         self.outcome = Some(outcome);
         ok
+    }
+
+    fn effects(&self, into: &mut Effects) {
+        if let Some(Ok(output)) = &self.outcome {
+            self.op.effects(output, into);
+        }
     }
 
     fn answer(self: Box<Self>, commit: &StoreResult<()>) {
@@ -147,20 +161,22 @@ pub struct StoreWriter {
 impl StoreWriter {
     /// Starts the writer thread(s): one on SQLite, on `conn`; one per [`Lane`] on
     /// PostgreSQL, the first on `conn`, the others on connections of their own (each
-    /// reopened when lost).
+    /// reopened when lost). What their batches commit is published to `publish`.
     pub fn start(
         conn: DbConnection,
         backend: Backend,
         batch_max: usize,
         faults: Arc<FailurePoints>,
+        publish: Arc<dyn Publish>,
     ) -> StoreWriter {
         let batch_max = batch_max.max(1);
         let spawn = |link: Link, name: &str| {
             let (tx, rx) = mpsc::channel::<Box<dyn Pending>>();
             let faults = faults.clone();
+            let publish = publish.clone();
             std::thread::Builder::new()
                 .name(name.into())
-                .spawn(move || write_loop(link, rx, batch_max, &faults))
+                .spawn(move || write_loop(link, rx, batch_max, &faults, &*publish))
                 .expect("spawn writer thread");
             tx
         };
@@ -200,6 +216,7 @@ fn write_loop(
     rx: mpsc::Receiver<Box<dyn Pending>>,
     batch_max: usize,
     faults: &FailurePoints,
+    publish: &dyn Publish,
 ) {
     let mut batch: Vec<Box<dyn Pending>> = Vec::with_capacity(batch_max);
     while let Ok(first) = rx.recv() {
@@ -214,23 +231,31 @@ fn write_loop(
             Some(conn) => commit_batch(conn, &mut batch, faults),
             None => Err(StoreError::Unavailable),
         };
-        let commit = match commit {
-            Err(_) if link.lost_after_failure() => Err(StoreError::Unavailable),
-            other => other,
+        let (commit, effects) = match commit {
+            Ok(effects) => (Ok(()), effects),
+            Err(_) if link.lost_after_failure() => {
+                (Err(StoreError::Unavailable), Effects::default())
+            }
+            Err(e) => (Err(e), Effects::default()),
         };
         for pending in batch.drain(..) {
             pending.answer(&commit);
+        }
+        // Committed: published once the senders have their answers, so that what it wakes
+        // (claims, webhook claims) tends to meet the senders' next writes in one batch.
+        if !effects.is_empty() {
+            publish.publish(&effects);
         }
     }
 }
 
 /// Runs a batch in one transaction with no savepoint and commits it; when an op fails,
-/// runs it again with a savepoint per op (module doc).
+/// runs it again with a savepoint per op (module doc). Answers the committed ops' effects.
 fn commit_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
     faults: &FailurePoints,
-) -> StoreResult<()> {
+) -> StoreResult<Effects> {
     let mut op_failed = false;
     let mut outcome = run_batch(conn, batch, false, faults, &mut op_failed);
     if op_failed && batch.len() > 1 {
@@ -247,24 +272,29 @@ fn commit_batch(
 
 /// One run of a batch. Without savepoints, the first op that fails rolls the batch back
 /// and sets `op_failed`; with them, each failed op is rolled back to its own savepoint.
+/// Answers the effects of the ops that succeeded, already sent to other nodes.
 fn run_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
     savepoints: bool,
     faults: &FailurePoints,
     op_failed: &mut bool,
-) -> Result<(), diesel::result::Error> {
+) -> Result<Effects, diesel::result::Error> {
     conn.transaction(|c| {
-        signals::hold();
         for pending in batch.iter_mut() {
             if !pending.run(c, savepoints, faults) && !savepoints {
                 *op_failed = true;
                 return Err(diesel::result::Error::RollbackTransaction);
             }
         }
-        // What the batch changed is announced to other nodes once, when it commits.
-        signals::flush(c)?;
-        Ok(())
+        let mut effects = Effects::default();
+        for pending in batch.iter() {
+            pending.effects(&mut effects);
+        }
+        effects.dedup();
+        // Other nodes hear of it once, exactly when it commits.
+        signals::notify(c, &effects.signals())?;
+        Ok(effects)
     })
 }
 

@@ -1,6 +1,6 @@
 //! Messages about jobs and their results.
 
-use super::{Lane, ReadOp, WriteOp};
+use super::{Effects, Lane, ReadOp, WriteOp};
 use crate::db::jobs::{self, ClaimedJob, Job, JobFilter, Outcome};
 use crate::db::{notifications, results, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -24,7 +24,7 @@ pub const IDEMPOTENCY_WINDOW: Micros = 24 * 3600 * time::SECOND;
 pub struct Submitted {
     /// The job's id.
     pub job_id: String,
-    /// Its queue (to wake).
+    /// Its queue.
     pub queue: String,
     /// False when an idempotency key answered an existing job.
     pub created: bool,
@@ -47,6 +47,11 @@ impl WriteOp for SubmitJob {
             queue,
             created,
         })
+    }
+    fn effects(&self, submitted: &Submitted, effects: &mut Effects) {
+        if submitted.created {
+            effects.job_queued(&submitted.queue);
+        }
     }
 }
 
@@ -206,6 +211,11 @@ impl WriteOp for FinishJob {
         };
         Ok(Finished { recorded, next })
     }
+    fn effects(&self, finished: &Finished, effects: &mut Effects) {
+        if finished.recorded {
+            effects.job_ended(&self.id);
+        }
+    }
 }
 
 /// Kills a pending or running job of an e-shop.
@@ -225,6 +235,10 @@ impl WriteOp for KillJob {
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Job> {
         jobs::kill(conn, self.eshop_id, &self.id, &self.zone, self.cutoff)
     }
+    fn effects(&self, _: &Job, effects: &mut Effects) {
+        effects.job_killed(&self.id);
+        effects.job_ended(&self.id);
+    }
 }
 
 /// Hands a running attempt back to `pending` without spending it (shutdown, or the
@@ -240,9 +254,15 @@ pub struct ReleaseJob {
 }
 
 impl WriteOp for ReleaseJob {
-    type Output = bool;
-    fn apply(&self, conn: &mut DbConnection) -> StoreResult<bool> {
+    /// The queue the job went back to, or `None` when the attempt no longer held it.
+    type Output = Option<String>;
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Option<String>> {
         jobs::release(conn, &self.id, self.attempt, &self.log)
+    }
+    fn effects(&self, queue: &Option<String>, effects: &mut Effects) {
+        if let Some(queue) = queue {
+            effects.job_queued(queue);
+        }
     }
 }
 
@@ -365,5 +385,13 @@ impl WriteOp for Maintain {
             purged_jobs: jobs::purge(conn, self.job_cutoff, now - IDEMPOTENCY_WINDOW, self.batch)?,
             purged_notifications: notifications::purge(conn, self.notification_cutoff, self.batch)?,
         })
+    }
+    fn effects(&self, done: &Maintained, effects: &mut Effects) {
+        for queue in &done.recovered.requeued {
+            effects.job_queued(queue);
+        }
+        for (id, _) in &done.recovered.killed {
+            effects.job_ended(id);
+        }
     }
 }
