@@ -4,6 +4,11 @@
 //! webhook claims and attempts) those were parsed and planned again on every call. A
 //! [`Prepared`] statement is cached by its text: its SQL is fixed and its parameters are
 //! bound values.
+//!
+//! Cached is not enough on SQLite: a statement whose plan looked at a bound value is
+//! re-prepared (parsed and planned again) at every new binding of that parameter. SQLite
+//! does so for a bare `LIMIT ?` and for `column = ?` where a partial index's `WHERE` names
+//! that column. Hot statements therefore write `LIMIT (?n + 0)` and literal statuses.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

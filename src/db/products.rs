@@ -180,7 +180,14 @@ pub fn page_after(
                 .or(products::creation_time.eq(t).and(products::guid.gt(guid))),
         );
     }
-    Ok(q.order((products::creation_time, products::guid))
-        .limit(limit)
-        .load(conn)?)
+    q = q.order((products::creation_time, products::guid));
+    // SQLite re-prepares a statement with a bound `LIMIT` at every call (`db::prepared`):
+    // there the rows are read one by one and reading stops after `limit` of them.
+    if matches!(conn, DbConnection::Pg(_)) {
+        q = q.limit(limit);
+    }
+    let rows = q.load_iter::<Product, diesel::connection::DefaultLoadingMode>(conn)?;
+    Ok(rows
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect::<QueryResult<_>>()?)
 }

@@ -110,6 +110,40 @@ async fn snapshot_life_cycle(backend: Backend) {
     assert_eq!(t.notifications_for(&job_id), 1);
 }
 
+/// 1 234 products: the snapshot reads the catalogue in pages (500 each) and every product
+/// reaches the result exactly once, in catalogue order, page boundaries included.
+async fn snapshot_reads_every_page_of_a_large_catalogue(backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    let t = TestApp::spawn(backend).await;
+    let n = 1_234;
+    let series = match backend {
+        Backend::Sqlite => format!(
+            "(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) \
+             SELECT i FROM s)"
+        ),
+        Backend::Postgres => format!("(SELECT i FROM generate_series(1::bigint, {n}) AS g(i))"),
+    };
+    // Ten products share each creation time, so pages also break inside equal times.
+    t.db.connect()
+        .batch_execute(&format!(
+            "INSERT INTO products (guid, eshop_id, code, name, visibility, creation_time, \
+             change_time) SELECT 'g' || (100000 + i), 1, 'C' || i, 'N' || i, 'visible', \
+             1700000000000000 + (i / 10), 1700000000000000 FROM {series} AS s"
+        ))
+        .unwrap();
+    let job_id = t.submit_snapshot("").await;
+    let job = t.wait_finished(&job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let lines = gunzip_lines(
+        &t.send(t.client.get(job["resultUrl"].as_str().unwrap()))
+            .await
+            .bytes,
+    );
+    let guids: Vec<&str> = lines.iter().map(|p| p["guid"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (1..=n).map(|i| format!("g{}", 100000 + i)).collect();
+    assert_eq!(guids, expected);
+}
+
 async fn results_are_guarded(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     let job_id = t.submit_snapshot("").await;
@@ -319,6 +353,7 @@ async fn times_use_the_configured_zone(backend: Backend) {
 
 crate::on_both_backends!(
     snapshot_life_cycle,
+    snapshot_reads_every_page_of_a_large_catalogue,
     results_are_guarded,
     wait_answers_when_the_job_ends,
     wait_gives_up_after_n_seconds,
