@@ -7,6 +7,7 @@
 
 pub mod breakpoints;
 mod context;
+mod gzip;
 mod image_download;
 pub mod images;
 mod result_writer;

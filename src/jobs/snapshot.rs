@@ -2,11 +2,10 @@
 //! gzip-compressed, read and written page by page so memory stays flat whatever the
 //! catalogue's size.
 
+use super::gzip::Gzip;
 use super::{Job, JobContext, JobRun, PoolDefaults};
 use crate::db::products::ProductFilter;
 use crate::views;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 
@@ -35,7 +34,7 @@ impl Job for SnapshotJob {
         let SnapshotJob(filter) = self;
         Box::pin(async move {
             let mut out = ctx.result_writer("jsonl.gz", "application/gzip");
-            let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+            let mut gz = Gzip::new();
             let mut after = None;
             let mut count = 0usize;
             loop {
@@ -52,7 +51,7 @@ impl Job for SnapshotJob {
                         .map_err(|e| format!("writing the snapshot failed: {e}"))?;
                 }
                 count += page.len();
-                let compressed = std::mem::take(gz.get_mut());
+                let compressed = gz.take();
                 out.write(&compressed)
                     .await
                     .map_err(|e| format!("storing the snapshot failed: {e}"))?;
