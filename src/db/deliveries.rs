@@ -4,13 +4,13 @@
 
 use super::prepared::{prepared, Param};
 use super::schema::{notification_attempts, notifications};
-use super::{signature_keys, webhooks, DbConnection};
-use crate::error::StoreResult;
+use super::{webhooks, DbConnection};
+use crate::error::{StoreError, StoreResult};
 use crate::model::Micros;
 use diesel::dsl::count_star;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Integer, Text};
-use std::collections::hash_map::{Entry, HashMap};
+use diesel::sql_types::{Bool, Integer, Nullable, Text};
+use serde::Serialize;
 
 /// A notification as the API shows it.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -127,13 +127,13 @@ pub fn redeliver(
     Ok(())
 }
 
-/// A claimed notification's row.
+/// A claimed notification's row with where it goes: the e-shop's active webhook for the
+/// event (NULL without one) and the secrets that sign now, newest first, joined by spaces
+/// (a secret is `whsec_` + base64, so it holds none).
 #[derive(Debug, Clone, QueryableByName)]
 struct ClaimedRow {
     #[diesel(sql_type = Text)]
     id: String,
-    #[diesel(sql_type = BigInt)]
-    eshop_id: i64,
     #[diesel(sql_type = Text)]
     event: String,
     #[diesel(sql_type = Text)]
@@ -142,6 +142,12 @@ struct ClaimedRow {
     attempts: i32,
     #[diesel(sql_type = Bool)]
     redelivery: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    webhook_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    secrets: Option<String>,
 }
 
 /// Where a claimed notification goes.
@@ -172,8 +178,37 @@ pub struct ClaimedDelivery {
     pub target: Option<Target>,
 }
 
+/// The claim: ?1 node, ?2 claim end, ?3 now, ?4 limit. The rows it takes return with their
+/// webhook and signing keys (subqueries of `RETURNING`), so a batch costs one statement
+/// whatever its size. PostgreSQL also locks the rows it picks; the backends name their
+/// string aggregate differently.
+macro_rules! claim_sql {
+    ($lock:literal, $aggregate:literal) => {
+        concat!(
+            "UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
+             WHERE id IN ( \
+                SELECT id FROM notifications \
+                WHERE status = 'pending' AND next_attempt_at <= ?3 \
+                    AND (claim_expires IS NULL OR claim_expires < ?3) \
+                ORDER BY next_attempt_at, id LIMIT ?4 ",
+            $lock,
+            ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
+             RETURNING id, event, payload, attempts, redelivery, \
+                (SELECT w.id FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
+                    AND w.event = notifications.event AND w.active) AS webhook_id, \
+                (SELECT w.url FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
+                    AND w.event = notifications.event AND w.active) AS url, \
+                (SELECT ",
+            $aggregate,
+            "(k.secret, ' ' ORDER BY k.created_at DESC, k.id DESC) FROM signature_keys k \
+                    WHERE k.eshop_id = notifications.eshop_id \
+                    AND (k.expires_at IS NULL OR k.expires_at > ?3)) AS secrets"
+        )
+    };
+}
+
 /// Claims up to `limit` due pending notifications for `node` until `claim_until`, oldest
-/// due first, and finds each one's webhook and signing keys; one statement claims the batch.
+/// due first, each with its webhook and signing keys: one statement for the whole batch.
 pub fn claim(
     conn: &mut DbConnection,
     node: &str,
@@ -181,22 +216,6 @@ pub fn claim(
     claim_until: Micros,
     now: Micros,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
-    // ?1 node, ?2 claim end, ?3 now, ?4 limit; PostgreSQL also locks the rows it picks.
-    macro_rules! claim_sql {
-        ($lock:literal) => {
-            concat!(
-                "UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
-                 WHERE id IN ( \
-                    SELECT id FROM notifications \
-                    WHERE status = 'pending' AND next_attempt_at <= ?3 \
-                        AND (claim_expires IS NULL OR claim_expires < ?3) \
-                    ORDER BY next_attempt_at, id LIMIT ?4 ",
-                $lock,
-                ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
-                 RETURNING id, eshop_id, event, payload, attempts, redelivery"
-            )
-        };
-    }
     let params = [
         Param::Text(node),
         Param::BigInt(claim_until),
@@ -204,51 +223,40 @@ pub fn claim(
         Param::BigInt(limit),
     ];
     let rows: Vec<ClaimedRow> = match conn {
-        DbConnection::Sqlite(c) => prepared(claim_sql!(""), &params).load(c)?,
-        DbConnection::Pg(c) => prepared(claim_sql!("FOR UPDATE SKIP LOCKED"), &params).load(c)?,
+        DbConnection::Sqlite(c) => prepared(claim_sql!("", "group_concat"), &params).load(c)?,
+        DbConnection::Pg(c) => {
+            prepared(claim_sql!("FOR UPDATE SKIP LOCKED", "string_agg"), &params).load(c)?
+        }
     };
-    // One lookup of webhook and keys per e-shop and event of the batch, not one per row.
-    let mut targets: HashMap<(i64, String), Option<Target>> = HashMap::new();
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let target = match targets.entry((row.eshop_id, row.event.clone())) {
-            Entry::Occupied(known) => known.get().clone(),
-            Entry::Vacant(new) => new
-                .insert(target_of(conn, row.eshop_id, &row.event, now)?)
-                .clone(),
-        };
-        claimed.push(ClaimedDelivery {
+    let mut claimed: Vec<ClaimedDelivery> = rows
+        .into_iter()
+        .map(|row| ClaimedDelivery {
+            target: row.webhook_id.zip(row.url).map(|(webhook_id, url)| Target {
+                webhook_id,
+                url,
+                secrets: row
+                    .secrets
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            }),
             id: row.id,
             event: row.event,
             payload: row.payload,
             attempt: row.attempts + 1,
             redelivery: row.redelivery,
-            target,
-        });
-    }
+        })
+        .collect();
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(claimed)
 }
 
-/// Where an e-shop's notifications of `event` go now, and the keys that sign them.
-fn target_of(
-    conn: &mut DbConnection,
-    eshop_id: i64,
-    event: &str,
-    now: Micros,
-) -> StoreResult<Option<Target>> {
-    Ok(match webhooks::active_for(conn, eshop_id, event)? {
-        Some(w) => Some(Target {
-            webhook_id: w.id,
-            url: w.url,
-            secrets: signature_keys::valid(conn, eshop_id, now)?,
-        }),
-        None => None,
-    })
-}
-
-/// What one attempt did and what comes next.
-#[derive(Debug, Clone)]
+/// What one attempt did and what comes next. Serialised, it is one row of the JSON array
+/// that [`record_attempts`] hands the database (the keys are the SQL's column names).
+#[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     /// Notification id.
     pub notification_id: String,
@@ -257,6 +265,7 @@ pub struct Attempt {
     /// The attempt's number, from 1.
     pub attempt: i32,
     /// When it started.
+    #[serde(rename = "attempted_at")]
     pub at: Micros,
     /// The webhook it went to.
     pub webhook_id: Option<String>,
@@ -275,53 +284,111 @@ pub struct Attempt {
     /// When the next attempt is due (`pending` only).
     pub next_attempt_at: Option<Micros>,
     /// The receiver answered 410 Gone: the webhook is turned off.
+    #[serde(skip)]
     pub disable_webhook: bool,
 }
 
-/// Records an attempt and moves the notification on, only if `node` still holds the claim
-/// of that attempt; answers whether it did.
-pub fn record_attempt(conn: &mut DbConnection, a: &Attempt) -> StoreResult<bool> {
-    let n = prepared(
-        "UPDATE notifications SET status = ?5, attempts = ?4, next_attempt_at = ?6, \
-            claimed_by = NULL, claim_expires = NULL, redelivery = FALSE, webhook_id = ?7, \
-            url = ?8, last_attempt_at = ?9, last_status_code = ?10, last_duration_ms = ?11, \
-            last_error = ?12 \
-         WHERE id = ?1 AND status = 'pending' AND claimed_by = ?2 AND attempts = ?3",
-        &[
-            Param::Text(&a.notification_id),
-            Param::Text(&a.node),
-            Param::Integer(a.attempt - 1),
-            Param::Integer(a.attempt),
-            Param::Text(a.status),
-            Param::NullableBigInt(a.next_attempt_at),
-            Param::NullableText(a.webhook_id.as_deref()),
-            Param::NullableText(a.url.as_deref()),
-            Param::BigInt(a.at),
-            Param::NullableInteger(a.status_code),
-            Param::BigInt(a.duration_ms),
-            Param::NullableText(a.error.as_deref()),
-        ],
-    )
-    .execute(conn)?;
-    if n == 0 {
-        return Ok(false);
+/// PostgreSQL records a batch in one statement: the rows of the JSON array ?1 move their
+/// notifications on where the claim still holds (same node, same attempt, still pending),
+/// and exactly those get their attempt row.
+const PG_RECORD: &str = "\
+    WITH v AS ( \
+        SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(notification_id text, node text, \
+            attempt integer, attempted_at bigint, webhook_id text, url text, \
+            status_code integer, duration_ms bigint, error text, response_excerpt text, \
+            status text, next_attempt_at bigint) \
+    ), moved AS ( \
+        UPDATE notifications n SET status = v.status, attempts = v.attempt, \
+            next_attempt_at = v.next_attempt_at, claimed_by = NULL, claim_expires = NULL, \
+            redelivery = FALSE, webhook_id = v.webhook_id, url = v.url, \
+            last_attempt_at = v.attempted_at, last_status_code = v.status_code, \
+            last_duration_ms = v.duration_ms, last_error = v.error \
+        FROM v \
+        WHERE n.id = v.notification_id AND n.status = 'pending' AND n.claimed_by = v.node \
+            AND n.attempts = v.attempt - 1 \
+        RETURNING n.id \
+    ) \
+    INSERT INTO notification_attempts (notification_id, attempt, attempted_at, url, \
+        status_code, duration_ms, error, response_excerpt) \
+    SELECT v.notification_id, v.attempt, v.attempted_at, v.url, v.status_code, \
+        v.duration_ms, v.error, v.response_excerpt \
+    FROM v JOIN moved ON moved.id = v.notification_id \
+    RETURNING notification_id";
+
+/// The rows of the JSON array ?1 on SQLite, typed by the columns they go to.
+macro_rules! sqlite_rows {
+    () => {
+        "WITH v AS ( \
+            SELECT value ->> 'notification_id' AS notification_id, value ->> 'node' AS node, \
+                value ->> 'attempt' AS attempt, value ->> 'attempted_at' AS attempted_at, \
+                value ->> 'webhook_id' AS webhook_id, value ->> 'url' AS url, \
+                value ->> 'status_code' AS status_code, value ->> 'duration_ms' AS duration_ms, \
+                value ->> 'error' AS error, value ->> 'response_excerpt' AS response_excerpt, \
+                value ->> 'status' AS status, value ->> 'next_attempt_at' AS next_attempt_at \
+            FROM json_each(?1) \
+        ) "
+    };
+}
+
+/// SQLite's first statement: the attempt rows of the batch whose claim still holds (no
+/// data-modifying CTE there, so the fence is checked twice, in one transaction).
+const SQLITE_RECORD_ATTEMPTS: &str = concat!(
+    sqlite_rows!(),
+    "INSERT INTO notification_attempts (notification_id, attempt, attempted_at, url, \
+        status_code, duration_ms, error, response_excerpt) \
+    SELECT v.notification_id, v.attempt, v.attempted_at, v.url, v.status_code, \
+        v.duration_ms, v.error, v.response_excerpt \
+    FROM v JOIN notifications n ON n.id = v.notification_id \
+    WHERE n.status = 'pending' AND n.claimed_by = v.node AND n.attempts = v.attempt - 1 \
+    RETURNING notification_id"
+);
+
+/// SQLite's second statement: the same notifications moved on.
+const SQLITE_MOVE_ON: &str = concat!(
+    sqlite_rows!(),
+    "UPDATE notifications SET status = v.status, attempts = v.attempt, \
+        next_attempt_at = v.next_attempt_at, claimed_by = NULL, claim_expires = NULL, \
+        redelivery = FALSE, webhook_id = v.webhook_id, url = v.url, \
+        last_attempt_at = v.attempted_at, last_status_code = v.status_code, \
+        last_duration_ms = v.duration_ms, last_error = v.error \
+    FROM v \
+    WHERE notifications.id = v.notification_id AND notifications.status = 'pending' \
+        AND notifications.claimed_by = v.node AND notifications.attempts = v.attempt - 1"
+);
+
+/// The id of a notification whose attempt was recorded.
+#[derive(Debug, QueryableByName)]
+struct RecordedRow {
+    #[diesel(sql_type = Text)]
+    notification_id: String,
+}
+
+/// Records a batch of attempts and moves their notifications on, each only if its node
+/// still holds the claim of that attempt; turns off the webhooks that answered 410. The
+/// statements are the same whatever the batch's size (its rows travel as one JSON
+/// parameter), so each backend prepares them once. Answers the ids recorded; a
+/// notification must appear at most once in a batch.
+pub fn record_attempts(conn: &mut DbConnection, batch: &[Attempt]) -> StoreResult<Vec<String>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
     }
-    diesel::insert_into(notification_attempts::table)
-        .values((
-            notification_attempts::notification_id.eq(&a.notification_id),
-            notification_attempts::attempt.eq(a.attempt),
-            notification_attempts::attempted_at.eq(a.at),
-            notification_attempts::url.eq(&a.url),
-            notification_attempts::status_code.eq(a.status_code),
-            notification_attempts::duration_ms.eq(a.duration_ms),
-            notification_attempts::error.eq(&a.error),
-            notification_attempts::response_excerpt.eq(&a.response_excerpt),
-        ))
-        .execute(conn)?;
-    if let (true, Some(webhook)) = (a.disable_webhook, &a.webhook_id) {
-        webhooks::deactivate(conn, webhook, a.at)?;
+    let rows = serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
+    let params = [Param::Text(&rows)];
+    let recorded: Vec<RecordedRow> = match conn {
+        DbConnection::Pg(c) => prepared(PG_RECORD, &params).load(c)?,
+        DbConnection::Sqlite(c) => {
+            let recorded = prepared(SQLITE_RECORD_ATTEMPTS, &params).load(c)?;
+            prepared(SQLITE_MOVE_ON, &params).execute(c)?;
+            recorded
+        }
+    };
+    let recorded: Vec<String> = recorded.into_iter().map(|r| r.notification_id).collect();
+    for a in batch.iter().filter(|a| a.disable_webhook) {
+        if let (true, Some(webhook)) = (recorded.contains(&a.notification_id), &a.webhook_id) {
+            webhooks::deactivate(conn, webhook, a.at)?;
+        }
     }
-    Ok(true)
+    Ok(recorded)
 }
 
 /// A recorded attempt in short: its number, the answer's status code, and its error.
