@@ -181,7 +181,9 @@ pub struct ClaimedDelivery {
 /// The claim: ?1 node, ?2 claim end, ?3 now, ?4 limit. The rows it takes return with their
 /// webhook and signing keys (subqueries of `RETURNING`), so a batch costs one statement
 /// whatever its size. PostgreSQL also locks the rows it picks; the backends name their
-/// string aggregate differently.
+/// string aggregate differently. The limit is an expression, not a bare parameter: SQLite
+/// (3.47 and later) builds a bare `LIMIT ?` into the plan and so prepares the statement
+/// again whenever the parameter is bound, on every call.
 macro_rules! claim_sql {
     ($lock:literal, $aggregate:literal) => {
         concat!(
@@ -190,7 +192,7 @@ macro_rules! claim_sql {
                 SELECT id FROM notifications \
                 WHERE status = 'pending' AND next_attempt_at <= ?3 \
                     AND (claim_expires IS NULL OR claim_expires < ?3) \
-                ORDER BY next_attempt_at, id LIMIT ?4 ",
+                ORDER BY next_attempt_at, id LIMIT (?4 + 0) ",
             $lock,
             ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
              RETURNING id, event, payload, attempts, redelivery, \
