@@ -257,7 +257,7 @@ pub fn claim(
 }
 
 /// What one attempt did and what comes next. Serialised, it is one row of the JSON array
-/// that [`record_attempts`] hands the database (the keys are the SQL's column names).
+/// that [`record_attempts`] hands PostgreSQL (the keys are the SQL's column names).
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     /// Notification id.
@@ -317,46 +317,63 @@ const PG_RECORD: &str = "\
     FROM v JOIN moved ON moved.id = v.notification_id \
     RETURNING notification_id";
 
-/// The rows of the JSON array ?1 on SQLite, typed by the columns they go to.
-macro_rules! sqlite_rows {
-    () => {
-        "WITH v AS ( \
-            SELECT value ->> 'notification_id' AS notification_id, value ->> 'node' AS node, \
-                value ->> 'attempt' AS attempt, value ->> 'attempted_at' AS attempted_at, \
-                value ->> 'webhook_id' AS webhook_id, value ->> 'url' AS url, \
-                value ->> 'status_code' AS status_code, value ->> 'duration_ms' AS duration_ms, \
-                value ->> 'error' AS error, value ->> 'response_excerpt' AS response_excerpt, \
-                value ->> 'status' AS status, value ->> 'next_attempt_at' AS next_attempt_at \
-            FROM json_each(?1) \
-        ) "
-    };
-}
+/// SQLite moves one notification on where the claim still holds: ?1 id, ?2 node, ?3 the
+/// attempts before this one. SQLite runs in-process (no round trip to save) and has no
+/// data-modifying CTE: two cached statements per attempt cost less than unpacking a JSON
+/// batch twice (measured: the JSON form took 7.9 % of the server's samples, three times
+/// the per-row form).
+const SQLITE_MOVE_ON: &str = "\
+    UPDATE notifications SET status = ?5, attempts = ?4, next_attempt_at = ?6, \
+        claimed_by = NULL, claim_expires = NULL, redelivery = FALSE, webhook_id = ?7, \
+        url = ?8, last_attempt_at = ?9, last_status_code = ?10, last_duration_ms = ?11, \
+        last_error = ?12 \
+    WHERE id = ?1 AND status = 'pending' AND claimed_by = ?2 AND attempts = ?3";
 
-/// SQLite's first statement: the attempt rows of the batch whose claim still holds (no
-/// data-modifying CTE there, so the fence is checked twice, in one transaction).
-const SQLITE_RECORD_ATTEMPTS: &str = concat!(
-    sqlite_rows!(),
-    "INSERT INTO notification_attempts (notification_id, attempt, attempted_at, url, \
+/// SQLite's attempt row, written after [`SQLITE_MOVE_ON`] moved its notification on.
+const SQLITE_ATTEMPT_ROW: &str = "\
+    INSERT INTO notification_attempts (notification_id, attempt, attempted_at, url, \
         status_code, duration_ms, error, response_excerpt) \
-    SELECT v.notification_id, v.attempt, v.attempted_at, v.url, v.status_code, \
-        v.duration_ms, v.error, v.response_excerpt \
-    FROM v JOIN notifications n ON n.id = v.notification_id \
-    WHERE n.status = 'pending' AND n.claimed_by = v.node AND n.attempts = v.attempt - 1 \
-    RETURNING notification_id"
-);
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-/// SQLite's second statement: the same notifications moved on.
-const SQLITE_MOVE_ON: &str = concat!(
-    sqlite_rows!(),
-    "UPDATE notifications SET status = v.status, attempts = v.attempt, \
-        next_attempt_at = v.next_attempt_at, claimed_by = NULL, claim_expires = NULL, \
-        redelivery = FALSE, webhook_id = v.webhook_id, url = v.url, \
-        last_attempt_at = v.attempted_at, last_status_code = v.status_code, \
-        last_duration_ms = v.duration_ms, last_error = v.error \
-    FROM v \
-    WHERE notifications.id = v.notification_id AND notifications.status = 'pending' \
-        AND notifications.claimed_by = v.node AND notifications.attempts = v.attempt - 1"
-);
+/// Records one attempt on SQLite; answers whether the claim still held.
+fn record_on_sqlite(c: &mut diesel::SqliteConnection, a: &Attempt) -> StoreResult<bool> {
+    let moved = prepared(
+        SQLITE_MOVE_ON,
+        &[
+            Param::Text(&a.notification_id),
+            Param::Text(&a.node),
+            Param::Integer(a.attempt - 1),
+            Param::Integer(a.attempt),
+            Param::Text(a.status),
+            Param::NullableBigInt(a.next_attempt_at),
+            Param::NullableText(a.webhook_id.as_deref()),
+            Param::NullableText(a.url.as_deref()),
+            Param::BigInt(a.at),
+            Param::NullableInteger(a.status_code),
+            Param::BigInt(a.duration_ms),
+            Param::NullableText(a.error.as_deref()),
+        ],
+    )
+    .execute(c)?;
+    if moved == 0 {
+        return Ok(false);
+    }
+    prepared(
+        SQLITE_ATTEMPT_ROW,
+        &[
+            Param::Text(&a.notification_id),
+            Param::Integer(a.attempt),
+            Param::BigInt(a.at),
+            Param::NullableText(a.url.as_deref()),
+            Param::NullableInteger(a.status_code),
+            Param::BigInt(a.duration_ms),
+            Param::NullableText(a.error.as_deref()),
+            Param::NullableText(a.response_excerpt.as_deref()),
+        ],
+    )
+    .execute(c)?;
+    Ok(true)
+}
 
 /// The id of a notification whose attempt was recorded.
 #[derive(Debug, QueryableByName)]
@@ -366,25 +383,31 @@ struct RecordedRow {
 }
 
 /// Records a batch of attempts and moves their notifications on, each only if its node
-/// still holds the claim of that attempt; turns off the webhooks that answered 410. The
-/// statements are the same whatever the batch's size (its rows travel as one JSON
-/// parameter), so each backend prepares them once. Answers the ids recorded; a
-/// notification must appear at most once in a batch.
+/// still holds the claim of that attempt; turns off the webhooks that answered 410. On
+/// PostgreSQL the batch is one statement, the same whatever its size (its rows travel as
+/// one JSON parameter), so it is prepared once; on SQLite two cached statements per
+/// attempt. Answers the ids recorded; a notification must appear at most once in a batch.
 pub fn record_attempts(conn: &mut DbConnection, batch: &[Attempt]) -> StoreResult<Vec<String>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
-    let params = [Param::Text(&rows)];
-    let recorded: Vec<RecordedRow> = match conn {
-        DbConnection::Pg(c) => prepared(PG_RECORD, &params).load(c)?,
+    let recorded: Vec<String> = match conn {
+        DbConnection::Pg(c) => {
+            let rows =
+                serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
+            let recorded: Vec<RecordedRow> = prepared(PG_RECORD, &[Param::Text(&rows)]).load(c)?;
+            recorded.into_iter().map(|r| r.notification_id).collect()
+        }
         DbConnection::Sqlite(c) => {
-            let recorded = prepared(SQLITE_RECORD_ATTEMPTS, &params).load(c)?;
-            prepared(SQLITE_MOVE_ON, &params).execute(c)?;
+            let mut recorded = Vec::with_capacity(batch.len());
+            for a in batch {
+                if record_on_sqlite(c, a)? {
+                    recorded.push(a.notification_id.clone());
+                }
+            }
             recorded
         }
     };
-    let recorded: Vec<String> = recorded.into_iter().map(|r| r.notification_id).collect();
     for a in batch.iter().filter(|a| a.disable_webhook) {
         if let (true, Some(webhook)) = (recorded.contains(&a.notification_id), &a.webhook_id) {
             webhooks::deactivate(conn, webhook, a.at)?;

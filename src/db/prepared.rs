@@ -24,6 +24,8 @@ pub(crate) enum Param<'a> {
     NullableText(Option<&'a str>),
     /// `BIGINT` or `NULL`.
     NullableBigInt(Option<i64>),
+    /// `INTEGER` or `NULL`.
+    NullableInteger(Option<i32>),
 }
 
 /// A statement of fixed text whose parameters are written `?1`, `?2`, … (each may appear
@@ -50,6 +52,7 @@ where
     i32: ToSql<Integer, DB>,
     Option<&'a str>: ToSql<Nullable<Text>, DB>,
     Option<i64>: ToSql<Nullable<BigInt>, DB>,
+    Option<i32>: ToSql<Nullable<Integer>, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let mut rest = self.sql;
@@ -77,6 +80,9 @@ where
                 }
                 Some(Param::NullableBigInt(v)) => {
                     out.push_bind_param::<Nullable<BigInt>, Option<i64>>(v)?
+                }
+                Some(Param::NullableInteger(v)) => {
+                    out.push_bind_param::<Nullable<Integer>, Option<i32>>(v)?
                 }
                 None => {
                     return Err(diesel::result::Error::QueryBuilderError(
