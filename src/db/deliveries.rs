@@ -4,13 +4,13 @@
 
 use super::prepared::{prepared, Param};
 use super::schema::{notification_attempts, notifications};
-use super::{signature_keys, webhooks, DbConnection};
-use crate::error::StoreResult;
+use super::{webhooks, DbConnection};
+use crate::error::{StoreError, StoreResult};
 use crate::model::Micros;
 use diesel::dsl::count_star;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Integer, Text};
-use std::collections::hash_map::{Entry, HashMap};
+use diesel::sql_types::{Bool, Integer, Nullable, Text};
+use serde::Serialize;
 
 /// A notification as the API shows it.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -127,13 +127,13 @@ pub fn redeliver(
     Ok(())
 }
 
-/// A claimed notification's row.
+/// A claimed notification's row with where it goes: the e-shop's active webhook for the
+/// event (NULL without one) and the secrets that sign now, newest first, joined by spaces
+/// (a secret is `whsec_` + base64, so it holds none).
 #[derive(Debug, Clone, QueryableByName)]
 struct ClaimedRow {
     #[diesel(sql_type = Text)]
     id: String,
-    #[diesel(sql_type = BigInt)]
-    eshop_id: i64,
     #[diesel(sql_type = Text)]
     event: String,
     #[diesel(sql_type = Text)]
@@ -142,6 +142,12 @@ struct ClaimedRow {
     attempts: i32,
     #[diesel(sql_type = Bool)]
     redelivery: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    webhook_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    secrets: Option<String>,
 }
 
 /// Where a claimed notification goes.
@@ -172,8 +178,39 @@ pub struct ClaimedDelivery {
     pub target: Option<Target>,
 }
 
+/// The claim: ?1 node, ?2 claim end, ?3 now, ?4 limit. The rows it takes return with their
+/// webhook and signing keys (subqueries of `RETURNING`), so a batch costs one statement
+/// whatever its size. PostgreSQL also locks the rows it picks; the backends name their
+/// string aggregate differently. The limit is an expression, not a bare parameter: SQLite
+/// (3.47 and later) builds a bare `LIMIT ?` into the plan and so prepares the statement
+/// again whenever the parameter is bound, on every call.
+macro_rules! claim_sql {
+    ($lock:literal, $aggregate:literal) => {
+        concat!(
+            "UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
+             WHERE id IN ( \
+                SELECT id FROM notifications \
+                WHERE status = 'pending' AND next_attempt_at <= ?3 \
+                    AND (claim_expires IS NULL OR claim_expires < ?3) \
+                ORDER BY next_attempt_at, id LIMIT (?4 + 0) ",
+            $lock,
+            ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
+             RETURNING id, event, payload, attempts, redelivery, \
+                (SELECT w.id FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
+                    AND w.event = notifications.event AND w.active) AS webhook_id, \
+                (SELECT w.url FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
+                    AND w.event = notifications.event AND w.active) AS url, \
+                (SELECT ",
+            $aggregate,
+            "(k.secret, ' ' ORDER BY k.created_at DESC, k.id DESC) FROM signature_keys k \
+                    WHERE k.eshop_id = notifications.eshop_id \
+                    AND (k.expires_at IS NULL OR k.expires_at > ?3)) AS secrets"
+        )
+    };
+}
+
 /// Claims up to `limit` due pending notifications for `node` until `claim_until`, oldest
-/// due first, and finds each one's webhook and signing keys; one statement claims the batch.
+/// due first, each with its webhook and signing keys: one statement for the whole batch.
 pub fn claim(
     conn: &mut DbConnection,
     node: &str,
@@ -181,22 +218,6 @@ pub fn claim(
     claim_until: Micros,
     now: Micros,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
-    // ?1 node, ?2 claim end, ?3 now, ?4 limit; PostgreSQL also locks the rows it picks.
-    macro_rules! claim_sql {
-        ($lock:literal) => {
-            concat!(
-                "UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
-                 WHERE id IN ( \
-                    SELECT id FROM notifications \
-                    WHERE status = 'pending' AND next_attempt_at <= ?3 \
-                        AND (claim_expires IS NULL OR claim_expires < ?3) \
-                    ORDER BY next_attempt_at, id LIMIT ?4 ",
-                $lock,
-                ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
-                 RETURNING id, eshop_id, event, payload, attempts, redelivery"
-            )
-        };
-    }
     let params = [
         Param::Text(node),
         Param::BigInt(claim_until),
@@ -204,51 +225,40 @@ pub fn claim(
         Param::BigInt(limit),
     ];
     let rows: Vec<ClaimedRow> = match conn {
-        DbConnection::Sqlite(c) => prepared(claim_sql!(""), &params).load(c)?,
-        DbConnection::Pg(c) => prepared(claim_sql!("FOR UPDATE SKIP LOCKED"), &params).load(c)?,
+        DbConnection::Sqlite(c) => prepared(claim_sql!("", "group_concat"), &params).load(c)?,
+        DbConnection::Pg(c) => {
+            prepared(claim_sql!("FOR UPDATE SKIP LOCKED", "string_agg"), &params).load(c)?
+        }
     };
-    // One lookup of webhook and keys per e-shop and event of the batch, not one per row.
-    let mut targets: HashMap<(i64, String), Option<Target>> = HashMap::new();
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let target = match targets.entry((row.eshop_id, row.event.clone())) {
-            Entry::Occupied(known) => known.get().clone(),
-            Entry::Vacant(new) => new
-                .insert(target_of(conn, row.eshop_id, &row.event, now)?)
-                .clone(),
-        };
-        claimed.push(ClaimedDelivery {
+    let mut claimed: Vec<ClaimedDelivery> = rows
+        .into_iter()
+        .map(|row| ClaimedDelivery {
+            target: row.webhook_id.zip(row.url).map(|(webhook_id, url)| Target {
+                webhook_id,
+                url,
+                secrets: row
+                    .secrets
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            }),
             id: row.id,
             event: row.event,
             payload: row.payload,
             attempt: row.attempts + 1,
             redelivery: row.redelivery,
-            target,
-        });
-    }
+        })
+        .collect();
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(claimed)
 }
 
-/// Where an e-shop's notifications of `event` go now, and the keys that sign them.
-fn target_of(
-    conn: &mut DbConnection,
-    eshop_id: i64,
-    event: &str,
-    now: Micros,
-) -> StoreResult<Option<Target>> {
-    Ok(match webhooks::active_for(conn, eshop_id, event)? {
-        Some(w) => Some(Target {
-            webhook_id: w.id,
-            url: w.url,
-            secrets: signature_keys::valid(conn, eshop_id, now)?,
-        }),
-        None => None,
-    })
-}
-
-/// What one attempt did and what comes next.
-#[derive(Debug, Clone)]
+/// What one attempt did and what comes next. Serialised, it is one row of the JSON array
+/// that [`record_attempts`] hands PostgreSQL (the keys are the SQL's column names).
+#[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     /// Notification id.
     pub notification_id: String,
@@ -257,6 +267,7 @@ pub struct Attempt {
     /// The attempt's number, from 1.
     pub attempt: i32,
     /// When it started.
+    #[serde(rename = "attempted_at")]
     pub at: Micros,
     /// The webhook it went to.
     pub webhook_id: Option<String>,
@@ -275,18 +286,59 @@ pub struct Attempt {
     /// When the next attempt is due (`pending` only).
     pub next_attempt_at: Option<Micros>,
     /// The receiver answered 410 Gone: the webhook is turned off.
+    #[serde(skip)]
     pub disable_webhook: bool,
 }
 
-/// Records an attempt and moves the notification on, only if `node` still holds the claim
-/// of that attempt; answers whether it did.
-pub fn record_attempt(conn: &mut DbConnection, a: &Attempt) -> StoreResult<bool> {
-    let n = prepared(
-        "UPDATE notifications SET status = ?5, attempts = ?4, next_attempt_at = ?6, \
-            claimed_by = NULL, claim_expires = NULL, redelivery = FALSE, webhook_id = ?7, \
-            url = ?8, last_attempt_at = ?9, last_status_code = ?10, last_duration_ms = ?11, \
-            last_error = ?12 \
-         WHERE id = ?1 AND status = 'pending' AND claimed_by = ?2 AND attempts = ?3",
+/// PostgreSQL records a batch in one statement: the rows of the JSON array ?1 move their
+/// notifications on where the claim still holds (same node, same attempt, still pending),
+/// and exactly those get their attempt row.
+const PG_RECORD: &str = "\
+    WITH v AS ( \
+        SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(notification_id text, node text, \
+            attempt integer, attempted_at bigint, webhook_id text, url text, \
+            status_code integer, duration_ms bigint, error text, response_excerpt text, \
+            status text, next_attempt_at bigint) \
+    ), moved AS ( \
+        UPDATE notifications n SET status = v.status, attempts = v.attempt, \
+            next_attempt_at = v.next_attempt_at, claimed_by = NULL, claim_expires = NULL, \
+            redelivery = FALSE, webhook_id = v.webhook_id, url = v.url, \
+            last_attempt_at = v.attempted_at, last_status_code = v.status_code, \
+            last_duration_ms = v.duration_ms, last_error = v.error \
+        FROM v \
+        WHERE n.id = v.notification_id AND n.status = 'pending' AND n.claimed_by = v.node \
+            AND n.attempts = v.attempt - 1 \
+        RETURNING n.id \
+    ) \
+    INSERT INTO notification_attempts (notification_id, attempt, attempted_at, url, \
+        status_code, duration_ms, error, response_excerpt) \
+    SELECT v.notification_id, v.attempt, v.attempted_at, v.url, v.status_code, \
+        v.duration_ms, v.error, v.response_excerpt \
+    FROM v JOIN moved ON moved.id = v.notification_id \
+    RETURNING notification_id";
+
+/// SQLite moves one notification on where the claim still holds: ?1 id, ?2 node, ?3 the
+/// attempts before this one. SQLite runs in-process (no round trip to save) and has no
+/// data-modifying CTE: two cached statements per attempt cost less than unpacking a JSON
+/// batch twice (measured: the JSON form took 7.9 % of the server's samples, three times
+/// the per-row form).
+const SQLITE_MOVE_ON: &str = "\
+    UPDATE notifications SET status = ?5, attempts = ?4, next_attempt_at = ?6, \
+        claimed_by = NULL, claim_expires = NULL, redelivery = FALSE, webhook_id = ?7, \
+        url = ?8, last_attempt_at = ?9, last_status_code = ?10, last_duration_ms = ?11, \
+        last_error = ?12 \
+    WHERE id = ?1 AND status = 'pending' AND claimed_by = ?2 AND attempts = ?3";
+
+/// SQLite's attempt row, written after [`SQLITE_MOVE_ON`] moved its notification on.
+const SQLITE_ATTEMPT_ROW: &str = "\
+    INSERT INTO notification_attempts (notification_id, attempt, attempted_at, url, \
+        status_code, duration_ms, error, response_excerpt) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Records one attempt on SQLite; answers whether the claim still held.
+fn record_on_sqlite(c: &mut diesel::SqliteConnection, a: &Attempt) -> StoreResult<bool> {
+    let moved = prepared(
+        SQLITE_MOVE_ON,
         &[
             Param::Text(&a.notification_id),
             Param::Text(&a.node),
@@ -302,26 +354,66 @@ pub fn record_attempt(conn: &mut DbConnection, a: &Attempt) -> StoreResult<bool>
             Param::NullableText(a.error.as_deref()),
         ],
     )
-    .execute(conn)?;
-    if n == 0 {
+    .execute(c)?;
+    if moved == 0 {
         return Ok(false);
     }
-    diesel::insert_into(notification_attempts::table)
-        .values((
-            notification_attempts::notification_id.eq(&a.notification_id),
-            notification_attempts::attempt.eq(a.attempt),
-            notification_attempts::attempted_at.eq(a.at),
-            notification_attempts::url.eq(&a.url),
-            notification_attempts::status_code.eq(a.status_code),
-            notification_attempts::duration_ms.eq(a.duration_ms),
-            notification_attempts::error.eq(&a.error),
-            notification_attempts::response_excerpt.eq(&a.response_excerpt),
-        ))
-        .execute(conn)?;
-    if let (true, Some(webhook)) = (a.disable_webhook, &a.webhook_id) {
-        webhooks::deactivate(conn, webhook, a.at)?;
-    }
+    prepared(
+        SQLITE_ATTEMPT_ROW,
+        &[
+            Param::Text(&a.notification_id),
+            Param::Integer(a.attempt),
+            Param::BigInt(a.at),
+            Param::NullableText(a.url.as_deref()),
+            Param::NullableInteger(a.status_code),
+            Param::BigInt(a.duration_ms),
+            Param::NullableText(a.error.as_deref()),
+            Param::NullableText(a.response_excerpt.as_deref()),
+        ],
+    )
+    .execute(c)?;
     Ok(true)
+}
+
+/// The id of a notification whose attempt was recorded.
+#[derive(Debug, QueryableByName)]
+struct RecordedRow {
+    #[diesel(sql_type = Text)]
+    notification_id: String,
+}
+
+/// Records a batch of attempts and moves their notifications on, each only if its node
+/// still holds the claim of that attempt; turns off the webhooks that answered 410. On
+/// PostgreSQL the batch is one statement, the same whatever its size (its rows travel as
+/// one JSON parameter), so it is prepared once; on SQLite two cached statements per
+/// attempt. Answers the ids recorded; a notification must appear at most once in a batch.
+pub fn record_attempts(conn: &mut DbConnection, batch: &[Attempt]) -> StoreResult<Vec<String>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recorded: Vec<String> = match conn {
+        DbConnection::Pg(c) => {
+            let rows =
+                serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
+            let recorded: Vec<RecordedRow> = prepared(PG_RECORD, &[Param::Text(&rows)]).load(c)?;
+            recorded.into_iter().map(|r| r.notification_id).collect()
+        }
+        DbConnection::Sqlite(c) => {
+            let mut recorded = Vec::with_capacity(batch.len());
+            for a in batch {
+                if record_on_sqlite(c, a)? {
+                    recorded.push(a.notification_id.clone());
+                }
+            }
+            recorded
+        }
+    };
+    for a in batch.iter().filter(|a| a.disable_webhook) {
+        if let (true, Some(webhook)) = (recorded.contains(&a.notification_id), &a.webhook_id) {
+            webhooks::deactivate(conn, webhook, a.at)?;
+        }
+    }
+    Ok(recorded)
 }
 
 /// A recorded attempt in short: its number, the answer's status code, and its error.

@@ -415,6 +415,8 @@ pub fn claim(
                 WHERE p.queue = ?1 AND p.status = 'pending' AND p.eshop_id = s.eshop_id \
                 ORDER BY p.creation_time, p.id LIMIT LEAST(?2, ?3) FOR UPDATE SKIP LOCKED) c \
         ), ";
+    // The limit is an expression, not a bare parameter: SQLite (3.47 and later) builds a
+    // bare `LIMIT ?` into the plan and so prepares the statement again on every call.
     const PICK_AND_CLAIM: &str = "\
         picked AS ( \
             SELECT r.id FROM ranked r LEFT JOIN running u ON u.eshop_id = r.eshop_id \

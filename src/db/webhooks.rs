@@ -128,21 +128,6 @@ pub fn delete(conn: &mut DbConnection, eshop_id: i64, id: &str) -> StoreResult<(
     }
 }
 
-/// The e-shop's active webhook for an event, if any: where a delivery goes.
-pub fn active_for(
-    conn: &mut DbConnection,
-    eshop_id: i64,
-    event: &str,
-) -> StoreResult<Option<Webhook>> {
-    Ok(webhooks::table
-        .filter(webhooks::eshop_id.eq(eshop_id))
-        .filter(webhooks::event.eq(event))
-        .filter(webhooks::active.eq(true))
-        .select(Webhook::as_select())
-        .first(conn)
-        .optional()?)
-}
-
 /// Turns a webhook off because its receiver answered 410 Gone.
 pub fn deactivate(conn: &mut DbConnection, id: &str, now: Micros) -> StoreResult<()> {
     diesel::update(webhooks::table.filter(webhooks::id.eq(id)))

@@ -185,32 +185,42 @@ impl WriteOp for RedeliverNotification {
     }
 }
 
-/// Claims due notifications for this node's free delivery slots.
-pub struct ClaimNotifications {
-    /// This node (the claim's owner).
+/// One round of the webhook dispatcher: records the attempts that finished since its last
+/// round, then claims due notifications for its free delivery slots, each with its webhook
+/// and keys. One write op and a few statements per round, whatever its size, instead of
+/// a claim op and an op (two statements) per attempt.
+pub struct DeliveryRound {
+    /// This node (the claims' owner).
     pub node: String,
-    /// Free delivery slots.
+    /// Finished attempts, at most one per notification, each fenced by its claim.
+    pub finished: Vec<Attempt>,
+    /// Free delivery slots: how many due notifications to claim (0: none).
     pub limit: i64,
-    /// How long the claim holds: longer than one attempt can take.
+    /// How long a claim holds: longer than one attempt can take.
     pub claim: Micros,
 }
 
-impl WriteOp for ClaimNotifications {
-    type Output = Vec<ClaimedDelivery>;
-    const LANE: Lane = Lane::Deliveries;
-    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedDelivery>> {
-        let now = time::now();
-        deliveries::claim(conn, &self.node, self.limit, now + self.claim, now)
-    }
+/// What a [`DeliveryRound`] did.
+#[derive(Debug)]
+pub struct RoundDone {
+    /// The notifications whose attempt was recorded (the others were claimed elsewhere
+    /// meanwhile).
+    pub recorded: Vec<String>,
+    /// The notifications claimed for delivery.
+    pub claimed: Vec<ClaimedDelivery>,
 }
 
-/// Records one attempt and what comes next (fenced by the claim).
-pub struct RecordAttempt(pub Attempt);
-
-impl WriteOp for RecordAttempt {
-    type Output = bool;
+impl WriteOp for DeliveryRound {
+    type Output = RoundDone;
     const LANE: Lane = Lane::Deliveries;
-    fn apply(&self, conn: &mut DbConnection) -> StoreResult<bool> {
-        deliveries::record_attempt(conn, &self.0)
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<RoundDone> {
+        let recorded = deliveries::record_attempts(conn, &self.finished)?;
+        let claimed = if self.limit > 0 {
+            let now = time::now();
+            deliveries::claim(conn, &self.node, self.limit, now + self.claim, now)?
+        } else {
+            Vec::new()
+        };
+        Ok(RoundDone { recorded, claimed })
     }
 }

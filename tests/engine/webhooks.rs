@@ -32,6 +32,8 @@ struct Hit {
     headers: HashMap<String, String>,
     body: String,
     at: std::time::Instant,
+    /// The client's address: one per connection, so it shows keep-alive reuse.
+    peer: Option<std::net::SocketAddr>,
 }
 
 struct ReceiverState {
@@ -58,6 +60,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<ReceiverState
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         at: std::time::Instant::now(),
+        peer: req.peer_addr(),
     });
     match (st.script)(n) {
         Reply::Status(code) => {
@@ -831,7 +834,7 @@ async fn renewed_keys_sign_together_during_the_grace(backend: Backend) {
 }
 
 async fn claims_keep_two_nodes_apart(backend: Backend) {
-    use jobline::db::deliveries::{claim, record_attempt, Attempt};
+    use jobline::db::deliveries::{claim, record_attempts, Attempt};
     use jobline::model::time::{now, SECOND};
     let t = spawn(backend, |_| {}).await;
     let mut conn = t.db.connect();
@@ -870,13 +873,299 @@ async fn claims_keep_two_nodes_apart(backend: Backend) {
         disable_webhook: false,
     };
     // The node whose claim ran out cannot record; the one holding it can, once.
-    assert!(!record_attempt(&mut conn, &attempt("node-a")).unwrap());
-    assert!(record_attempt(&mut conn, &attempt("node-b")).unwrap());
-    assert!(!record_attempt(&mut conn, &attempt("node-b")).unwrap());
+    let record = |conn: &mut _, node: &str| record_attempts(conn, &[attempt(node)]).unwrap();
+    assert!(record(&mut conn, "node-a").is_empty());
+    assert_eq!(record(&mut conn, "node-b"), vec![b[0].id.clone()]);
+    assert!(record(&mut conn, "node-b").is_empty());
     assert_eq!(attempts(&t, &b[0].id).len(), 1);
 }
 
+/// Writes `count` due `job:finished` notifications of `eshop` in one transaction, as jobs
+/// ending on another node would (nothing wakes this node: its poll finds them all due).
+fn outbox(conn: &mut jobline::db::DbConnection, batches: &[(i64, usize)]) {
+    use diesel::Connection;
+    let zone = jobline::model::Zone::utc();
+    let now = jobline::model::time::now();
+    conn.transaction::<_, jobline::error::StoreError, _>(|c| {
+        for &(eshop, count) in batches {
+            for i in 0..count {
+                let job = format!("j{eshop}x{i:04}");
+                jobline::db::notifications::record_job_finished(c, eshop, &job, &zone, now)?;
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+async fn a_batch_for_many_targets_is_delivered_once_each(backend: Backend) {
+    const SHOPS: i64 = 4;
+    const EACH: usize = 25;
+    let t = spawn(backend, |c| c.webhook_workers = 8).await;
+    let mut receivers = Vec::new();
+    for shop in 1..=SHOPS {
+        let rx = Receiver::start(|_| Reply::Status(200));
+        register_for(&t, shop, &rx.url).await;
+        receivers.push(rx);
+    }
+    let mut conn = t.db.connect();
+    outbox(
+        &mut conn,
+        &(1..=SHOPS).map(|s| (s, EACH)).collect::<Vec<_>>(),
+    );
+
+    for (shop, rx) in (1..=SHOPS).zip(receivers.iter_mut()) {
+        let secret = secrets(&t, shop)[0].clone();
+        let mut ids = std::collections::HashSet::new();
+        let mut peers = std::collections::HashSet::new();
+        for _ in 0..EACH {
+            let hit = rx.next().await;
+            assert_eq!(verify(&secret, &hit), Ok(()), "shop {shop}");
+            let body: Value = serde_json::from_str(&hit.body).unwrap();
+            assert_eq!(body["eshopId"], shop, "{}", hit.body);
+            assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
+            peers.insert(hit.peer.expect("a peer address"));
+        }
+        // Keep-alive: the deliveries to one target share at most one connection per slot.
+        assert!(peers.len() <= 8, "shop {shop}: {} connections", peers.len());
+    }
+    use jobline::db::deliveries::{list, NotificationFilter};
+    let success = NotificationFilter {
+        status: Some("success".into()),
+        ..Default::default()
+    };
+    let mut conn = t.db.connect();
+    eventually(Duration::from_secs(20), "every attempt recorded", || {
+        let done = (1..=SHOPS)
+            .all(|shop| list(&mut conn, shop, &success, 0, 1, 0).unwrap().1 == EACH as i64);
+        std::future::ready(done)
+    })
+    .await;
+    for shop in 1..=SHOPS {
+        let (all, _) = list(&mut conn, shop, &Default::default(), 0, 100, 0).unwrap();
+        assert_eq!(all.len(), EACH);
+        for n in all {
+            assert_eq!(n.attempts, 1, "{n:?}");
+            assert_eq!(attempts(&t, &n.id).len(), 1, "{n:?}");
+        }
+    }
+    for rx in receivers.iter_mut() {
+        assert!(rx.drain().is_empty(), "a second delivery");
+    }
+}
+
+/// Registers a `job:finished` webhook to `url` for a new e-shop `shop` (or e-shop 1);
+/// answers the webhook's id.
+async fn register_for(t: &TestApp, shop: i64, url: &str) -> String {
+    let token = if shop == 1 {
+        t.token.clone()
+    } else {
+        t.add_eshop(shop)
+    };
+    let a = t
+        .post_as(
+            &token,
+            "/api/webhooks",
+            json!({"data": [{"event": "job:finished", "url": url}]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    a.body["data"]["webhooks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn webhook_active(t: &TestApp, shop: i64, id: &str) -> bool {
+    let mut conn = t.db.connect();
+    jobline::db::webhooks::get(&mut conn, shop, id)
+        .unwrap()
+        .active
+}
+
+async fn mixed_outcomes_each_get_their_own_record(backend: Backend) {
+    const EACH: usize = 6;
+    let t = spawn(backend, |c| {
+        c.webhook_workers = 32;
+        c.webhook_retry_schedule = vec![Duration::from_millis(200); 3];
+    })
+    .await;
+    let ok = Receiver::start(|_| Reply::Status(200));
+    // Every first attempt fails with a 500, every retry succeeds.
+    let flaky = Receiver::start(|n| Reply::Status(if n < EACH { 500 } else { 200 }));
+    let gone = Receiver::start(|_| Reply::Status(410));
+    let ok_hook = register_for(&t, 1, &ok.url).await;
+    let flaky_hook = register_for(&t, 2, &flaky.url).await;
+    let gone_hook = register_for(&t, 3, &gone.url).await;
+    let mut conn = t.db.connect();
+    outbox(&mut conn, &[(1, EACH), (2, EACH), (3, 1)]);
+
+    use jobline::db::deliveries::{list, Notification, NotificationFilter};
+    let ended = |conn: &mut jobline::db::DbConnection, shop: i64| -> Vec<Notification> {
+        let (all, _) = list(conn, shop, &NotificationFilter::default(), 0, 100, 0).unwrap();
+        all.into_iter().filter(|n| n.status != "pending").collect()
+    };
+    eventually(Duration::from_secs(20), "every notification ended", || {
+        let done = ended(&mut conn, 1).len() == EACH
+            && ended(&mut conn, 2).len() == EACH
+            && ended(&mut conn, 3).len() == 1;
+        std::future::ready(done)
+    })
+    .await;
+    for n in ended(&mut conn, 1) {
+        assert_eq!((n.status.as_str(), n.attempts), ("success", 1), "{n:?}");
+        assert_eq!(attempts(&t, &n.id), vec![(1, Some(200), None)]);
+    }
+    for n in ended(&mut conn, 2) {
+        assert_eq!((n.status.as_str(), n.attempts), ("success", 2), "{n:?}");
+        let tried = attempts(&t, &n.id);
+        assert_eq!(tried.len(), 2, "{tried:?}");
+        assert_eq!(tried[0].1, Some(500));
+        assert!(
+            tried[0].2.as_deref().unwrap_or("").contains("500"),
+            "{tried:?}"
+        );
+        assert_eq!(tried[1], (2, Some(200), None));
+    }
+    let n = &ended(&mut conn, 3)[0];
+    assert_eq!((n.status.as_str(), n.attempts), ("failed", 1), "{n:?}");
+    assert_eq!(n.last_status_code, Some(410));
+    assert!(!webhook_active(&t, 3, &gone_hook));
+    assert!(webhook_active(&t, 1, &ok_hook));
+    assert!(webhook_active(&t, 2, &flaky_hook));
+}
+
+async fn one_recorded_batch_gives_each_attempt_its_outcome(backend: Backend) {
+    use jobline::db::deliveries::{claim, list, record_attempts, Attempt};
+    use jobline::model::time::{now, SECOND};
+    let t = spawn(backend, |_| {}).await;
+    let hooks = [
+        register_for(&t, 1, "http://127.0.0.1:9/a").await,
+        register_for(&t, 2, "http://127.0.0.1:9/b").await,
+        register_for(&t, 3, "http://127.0.0.1:9/c").await,
+    ];
+    let mut conn = t.db.connect();
+    // Due in an hour: this app's own dispatcher leaves them alone.
+    let due = now() + 3600 * SECOND;
+    let zone = jobline::model::Zone::utc();
+    for (shop, job) in [(1, "mixa"), (1, "mixb"), (2, "mixc"), (3, "mixd")] {
+        jobline::db::notifications::record_job_finished(&mut conn, shop, job, &zone, due).unwrap();
+    }
+    let claimed = claim(&mut conn, "node-a", 10, due + 30 * SECOND, due).unwrap();
+    assert_eq!(claimed.len(), 4);
+    let shop_of = |d: &jobline::db::deliveries::ClaimedDelivery| {
+        serde_json::from_str::<Value>(&d.payload).unwrap()["eshopId"]
+            .as_i64()
+            .unwrap()
+    };
+    // One statement brought each its e-shop's webhook and keys.
+    for d in &claimed {
+        let target = d.target.as_ref().expect("a target");
+        assert_eq!(target.webhook_id, hooks[shop_of(d) as usize - 1]);
+        assert_eq!(target.secrets, secrets(&t, shop_of(d)));
+    }
+    let attempt = |i: usize, code: i32, status: &'static str| Attempt {
+        notification_id: claimed[i].id.clone(),
+        node: "node-a".into(),
+        attempt: 1,
+        at: due,
+        webhook_id: claimed[i].target.as_ref().map(|t| t.webhook_id.clone()),
+        url: claimed[i].target.as_ref().map(|t| t.url.clone()),
+        status_code: Some(code),
+        duration_ms: 3,
+        error: (code != 200).then(|| format!("answered HTTP {code}")),
+        response_excerpt: Some(format!("answer {i}")),
+        status,
+        next_attempt_at: (status == "pending").then_some(due + 5 * SECOND),
+        disable_webhook: code == 410,
+    };
+    let order: Vec<usize> = {
+        let mut o: Vec<usize> = (0..4).collect();
+        o.sort_by_key(|&i| (shop_of(&claimed[i]), claimed[i].id.clone()));
+        o
+    };
+    let (first, second, third, gone) = (order[0], order[1], order[2], order[3]);
+    let mut stale = attempt(second, 200, "success");
+    stale.attempt = 2; // not the claimed attempt: fenced out
+    let batch = vec![
+        attempt(first, 200, "success"),
+        stale,
+        attempt(third, 503, "pending"),
+        attempt(gone, 410, "failed"),
+    ];
+    let mut recorded = record_attempts(&mut conn, &batch).unwrap();
+    recorded.sort();
+    let mut expected = vec![
+        claimed[first].id.clone(),
+        claimed[third].id.clone(),
+        claimed[gone].id.clone(),
+    ];
+    expected.sort();
+    assert_eq!(recorded, expected);
+
+    let all: Vec<_> = (1..=3)
+        .flat_map(|shop| {
+            list(&mut conn, shop, &Default::default(), 0, 10, 0)
+                .unwrap()
+                .0
+        })
+        .collect();
+    let row = |i: usize| all.iter().find(|n| n.id == claimed[i].id).unwrap().clone();
+    let r = row(first);
+    assert_eq!(
+        (r.status.as_str(), r.attempts, r.last_status_code),
+        ("success", 1, Some(200))
+    );
+    let r = row(second);
+    assert_eq!(
+        (r.status.as_str(), r.attempts),
+        ("pending", 0),
+        "still claimed: {r:?}"
+    );
+    let r = row(third);
+    assert_eq!(
+        (r.status.as_str(), r.attempts, r.last_status_code),
+        ("pending", 1, Some(503))
+    );
+    assert_eq!(r.last_error.as_deref(), Some("answered HTTP 503"));
+    let r = row(gone);
+    assert_eq!(
+        (r.status.as_str(), r.attempts, r.last_status_code),
+        ("failed", 1, Some(410))
+    );
+    assert_eq!(attempts(&t, &claimed[first].id), vec![(1, Some(200), None)]);
+    assert!(attempts(&t, &claimed[second].id).is_empty());
+    assert_eq!(
+        attempts(&t, &claimed[third].id),
+        vec![(1, Some(503), Some("answered HTTP 503".into()))]
+    );
+    assert!(webhook_active(&t, 1, &hooks[0]));
+    assert!(webhook_active(&t, 2, &hooks[1]));
+    assert!(!webhook_active(&t, 3, &hooks[2]));
+    // The retry comes due at its time, and only then.
+    assert!(
+        claim(&mut conn, "node-a", 10, due + 60 * SECOND, due + SECOND)
+            .unwrap()
+            .is_empty()
+    );
+    let again = claim(
+        &mut conn,
+        "node-a",
+        10,
+        due + 90 * SECOND,
+        due + 31 * SECOND,
+    )
+    .unwrap();
+    let ids: Vec<_> = again.iter().map(|d| (d.id.clone(), d.attempt)).collect();
+    assert!(ids.contains(&(claimed[third].id.clone(), 2)), "{ids:?}");
+    assert!(ids.contains(&(claimed[second].id.clone(), 1)), "{ids:?}");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+}
+
 crate::on_both_backends!(
+    mixed_outcomes_each_get_their_own_record,
+    one_recorded_batch_gives_each_attempt_its_outcome,
+    a_batch_for_many_targets_is_delivered_once_each,
     claims_keep_two_nodes_apart,
     delivers_signed_job_finished,
     retries_until_success,

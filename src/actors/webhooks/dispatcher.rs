@@ -1,8 +1,11 @@
-//! The webhook dispatcher: up to `webhook_workers` deliveries at once on this node. It
-//! claims as many due notifications as it has free slots, in one batch with a short claim
-//! (so no other node delivers them meanwhile), delivers each, records the attempt with
-//! what comes next, and claims again. It wakes when a job ends on this node and on a slow
-//! poll as a backstop (jobs ended on other nodes, retries coming due, redeliveries).
+//! The webhook dispatcher: up to `webhook_workers` deliveries at once on this node. It works
+//! in rounds, one write op at a time: a round records every attempt that finished since the
+//! last one and claims as many due notifications as there are free slots, each with its
+//! webhook and keys, with a short claim (so no other node delivers them meanwhile). While a
+//! round is under way, finished attempts gather for the next, so the writer sees one op
+//! and a few statements per round instead of an op per attempt and per claim. It wakes
+//! when a job ends on this node, when a delivery finishes, and on a slow poll as a
+//! backstop (jobs ended on other nodes, retries coming due, redeliveries).
 //!
 //! One actor with `webhook_workers` delivery slots, rather than an actor per slot: a
 //! delivery is an awaited HTTP request, and the actor runs as many of them at once as it
@@ -17,9 +20,10 @@ use crate::faults::FailurePoint;
 use crate::model::time;
 use crate::outbound::{GuardedClient, OutboundPolicy};
 use crate::store::events::Wake;
-use crate::store::{ClaimNotifications, RecordAttempt};
+use crate::store::DeliveryRound;
 use actix::prelude::*;
 use rand::Rng;
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -31,17 +35,20 @@ const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 pub struct WebhookDispatcher {
     /// What every engine actor shares.
     shared: Shared,
-    /// The guarded client: no private targets unless allowed, no redirects.
+    /// The guarded client: no private targets unless allowed, no redirects. One client,
+    /// so its pool keeps a keep-alive connection per target across deliveries.
     client: GuardedClient,
-    /// Deliveries in flight.
-    in_flight: usize,
-    /// A claim is under way.
-    claiming: bool,
-    /// Something woke the dispatcher during a claim: claim again after it.
+    /// Deliveries whose request is under way: each holds a slot.
+    delivering: usize,
+    /// Attempts that finished and wait for the next round to record them.
+    finished: Vec<Attempt>,
+    /// A round is under way.
+    in_round: bool,
+    /// Something woke the dispatcher during a round: run another after it.
     wake_again: bool,
     /// Shutting down: claim nothing more.
     draining: bool,
-    /// Who waits for the in-flight deliveries to end.
+    /// Who waits for the in-flight deliveries to end and be recorded.
     drained: Vec<oneshot::Sender<()>>,
 }
 
@@ -55,8 +62,9 @@ impl WebhookDispatcher {
         WebhookDispatcher {
             shared,
             client,
-            in_flight: 0,
-            claiming: false,
+            delivering: 0,
+            finished: Vec::new(),
+            in_round: false,
             wake_again: false,
             draining: false,
             drained: Vec::new(),
@@ -67,52 +75,79 @@ impl WebhookDispatcher {
         self.shared.config.webhook_workers.max(1)
     }
 
-    fn claim(&mut self, ctx: &mut Context<Self>) {
-        if self.draining || self.in_flight >= self.slots() {
-            return;
-        }
-        self.shared
-            .faults
-            .panic_if_armed(FailurePoint::WebhookDispatcherPanics);
-        if self.claiming {
+    /// Starts a round when there is something to record or a free slot to fill.
+    fn round(&mut self, ctx: &mut Context<Self>) {
+        if self.in_round {
             self.wake_again = true;
             return;
         }
-        self.claiming = true;
+        let limit = if self.draining {
+            0
+        } else {
+            self.slots().saturating_sub(self.delivering)
+        };
+        if limit == 0 && self.finished.is_empty() {
+            return;
+        }
+        if limit > 0 {
+            self.shared
+                .faults
+                .panic_if_armed(FailurePoint::WebhookDispatcherPanics);
+        }
+        self.in_round = true;
         self.wake_again = false;
-        let limit = self.slots() - self.in_flight;
-        let op = ClaimNotifications {
+        let finished = self.take_finished();
+        let sent: Vec<String> = finished.iter().map(|a| a.notification_id.clone()).collect();
+        let op = DeliveryRound {
             node: self.shared.node.clone(),
+            finished,
             limit: limit as i64,
             claim: time::micros(self.shared.config.webhook_timeout + CLAIM_MARGIN),
         };
         let store = self.shared.store.clone();
         async move { store.write(op).await }
             .into_actor(self)
-            .map(move |claimed, act, ctx| {
-                act.claiming = false;
-                match claimed {
-                    Ok(due) => {
-                        let full = due.len() == limit;
-                        for d in due {
+            .map(move |done, act, ctx| {
+                act.in_round = false;
+                match done {
+                    Ok(done) => {
+                        for id in sent.iter().filter(|id| !done.recorded.contains(id)) {
+                            log::info!("notification {id} was claimed elsewhere meanwhile");
+                        }
+                        let full = limit > 0 && done.claimed.len() == limit;
+                        for d in done.claimed {
                             act.start_delivery(d, ctx);
                         }
-                        if full || act.wake_again {
-                            act.claim(ctx);
+                        if full || act.wake_again || !act.finished.is_empty() {
+                            act.round(ctx);
                         }
                     }
-                    Err(e) => log::error!("claiming webhook notifications failed: {e}"),
+                    // Their claims run out and they are delivered again (at least once).
+                    Err(e) => log::error!(
+                        "a webhook delivery round failed, {} attempts unrecorded: {e}",
+                        sent.len()
+                    ),
                 }
                 act.check_drained();
             })
             .spawn(ctx);
     }
 
+    /// The finished attempts to record now: at most one per notification (a claim that
+    /// ran out and was taken again by this node could add a second), the rest wait.
+    fn take_finished(&mut self) -> Vec<Attempt> {
+        let mut ids = HashSet::new();
+        let (now, later) = std::mem::take(&mut self.finished)
+            .into_iter()
+            .partition(|a| ids.insert(a.notification_id.clone()));
+        self.finished = later;
+        now
+    }
+
     fn start_delivery(&mut self, d: ClaimedDelivery, ctx: &mut Context<Self>) {
-        self.in_flight += 1;
+        self.delivering += 1;
         let client = self.client.clone();
         let config = self.shared.config.clone();
-        let store = self.shared.store.clone();
         let node = self.shared.node.clone();
         let metrics = self.shared.metrics.clone();
         async move {
@@ -127,24 +162,19 @@ impl WebhookDispatcher {
                 &config.webhook_retry_schedule,
                 jitter,
             );
-            let attempt = attempt_record(&d, node, got, &next);
-            match store.write(RecordAttempt(attempt)).await {
-                Ok(true) => {}
-                Ok(false) => log::info!("notification {} was claimed elsewhere meanwhile", d.id),
-                Err(e) => log::error!("recording an attempt of {} failed: {e}", d.id),
-            }
+            attempt_record(&d, node, got, &next)
         }
         .into_actor(self)
-        .map(|_, act, ctx| {
-            act.in_flight -= 1;
-            act.check_drained();
-            act.claim(ctx);
+        .map(|attempt, act, ctx| {
+            act.delivering -= 1;
+            act.finished.push(attempt);
+            act.round(ctx);
         })
         .spawn(ctx);
     }
 
     fn check_drained(&mut self) {
-        if self.draining && self.in_flight == 0 && !self.claiming {
+        if self.draining && self.delivering == 0 && self.finished.is_empty() && !self.in_round {
             for waiter in self.drained.drain(..) {
                 let _ = waiter.send(());
             }
@@ -183,15 +213,15 @@ impl Actor for WebhookDispatcher {
         self.shared
             .events
             .register_webhooks(ctx.address().recipient());
-        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| act.claim(ctx));
-        self.claim(ctx);
+        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| act.round(ctx));
+        self.round(ctx);
     }
 }
 
 impl Handler<Wake> for WebhookDispatcher {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        self.claim(ctx);
+        self.round(ctx);
     }
 }
 
