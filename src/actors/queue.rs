@@ -167,7 +167,7 @@ impl Queue {
             .settings
             .rule
             .may_grow(self.pool.size(), self.pool.idle());
-        if !may_grow || !self.shortage.unsure() {
+        if !may_grow || !self.shortage.needs_read() {
             self.apply_rule(ctx);
             return;
         }

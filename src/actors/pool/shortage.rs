@@ -3,9 +3,12 @@
 //! enough. Jobs are *seen waiting* when a wake-up for committed jobs finds every worker
 //! busy, and when a worker's end-of-job claim finds a next job (it was pending while every
 //! worker was busy). A claim that comes back with fewer jobs than it asked for shows that
-//! nothing claimable is left. Only when a claim has filled every idle worker and no job has
-//! been seen waiting since can the claims not tell: then the queue reads the backlog once
-//! ([`Shortage::unsure`], [`Shortage::read`]).
+//! nothing claimable is left. The claims cannot tell in two cases, and then the queue reads
+//! the backlog ([`Shortage::needs_read`], [`Shortage::read`]): a claim has filled every
+//! idle worker and no job has been seen waiting since; or the last growth found fewer jobs
+//! than it added workers, so what was seen may be jobs held back by their e-shop's
+//! `max_running_per_eshop` (more workers would not start them, and growing again on such
+//! sightings would make the pool swing between its cap-bound size and its maximum).
 
 use super::rule::Waiting;
 use std::time::{Duration, Instant};
@@ -22,6 +25,11 @@ pub struct Shortage {
     /// A claim filled every idle worker and no job has been seen waiting since: jobs may
     /// be left that nothing here shows.
     unsure: bool,
+    /// The pool grew and the claim for its new workers has not answered yet.
+    judging: bool,
+    /// The last growth found fewer jobs than new workers: sightings alone no longer grow
+    /// the pool, a read must confirm them (until a read finds claimable jobs).
+    doubted: bool,
 }
 
 impl Shortage {
@@ -34,8 +42,10 @@ impl Shortage {
 
     /// A claim asked for `asked` jobs and got `got`.
     pub fn claimed(&mut self, got: usize, asked: usize) {
+        let judged = std::mem::take(&mut self.judging);
         if got < asked {
-            *self = Shortage::default();
+            self.doubted |= judged;
+            self.none_left();
         } else if self.seen == 0 {
             self.unsure = true;
         }
@@ -43,7 +53,9 @@ impl Shortage {
 
     /// A worker's end-of-job claim found no job: nothing claimable is left.
     pub fn none_left(&mut self) {
-        *self = Shortage::default();
+        self.since = None;
+        self.seen = 0;
+        self.unsure = false;
     }
 
     /// The pool grew by `n` workers for the jobs seen waiting; whether more wait than it
@@ -51,22 +63,33 @@ impl Shortage {
     pub fn grew(&mut self, n: usize) {
         self.seen = self.seen.saturating_sub(n);
         if self.seen == 0 {
-            *self = Shortage {
-                unsure: true,
-                ..Shortage::default()
-            };
+            self.none_left();
+            self.unsure = true;
         }
+        self.judging = true;
     }
 
     /// Whether only a backlog read can tell if jobs wait.
-    pub fn unsure(&self) -> bool {
-        self.unsure && self.seen == 0
+    pub fn needs_read(&self) -> bool {
+        if self.doubted {
+            self.seen > 0
+        } else {
+            self.unsure && self.seen == 0
+        }
     }
 
-    /// A backlog read at `now`: `jobs` claimable, the oldest waiting for `oldest` (what
-    /// was seen while the read ran is kept).
+    /// A backlog read at `now`: `jobs` claimable, the oldest waiting for `oldest`. What
+    /// was seen while the read ran is kept, unless sightings were in doubt: then the read
+    /// alone counts.
     pub fn read(&mut self, jobs: usize, oldest: Duration, now: Instant) {
         self.unsure = false;
+        if std::mem::take(&mut self.doubted) {
+            self.none_left();
+            if jobs == 0 {
+                self.doubted = true;
+                return;
+            }
+        }
         if jobs > 0 {
             let since = now.checked_sub(oldest).unwrap_or(now);
             self.since = Some(self.since.map_or(since, |s| s.min(since)));
@@ -74,9 +97,9 @@ impl Shortage {
         }
     }
 
-    /// The jobs seen waiting and for how long, for the rule.
+    /// The jobs seen waiting and for how long, for the rule (none while in doubt).
     pub fn waiting(&self, now: Instant) -> Option<Waiting> {
-        self.since.map(|since| Waiting {
+        self.since.filter(|_| !self.doubted).map(|since| Waiting {
             jobs: self.seen,
             oldest: now.saturating_duration_since(since),
         })
@@ -96,7 +119,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Shortage::default();
         assert_eq!(s.waiting(t0), None);
-        assert!(!s.unsure());
+        assert!(!s.needs_read());
         s.waited(t0);
         s.waited(t0 + ms(30));
         // A full claim tells nothing new; the oldest sighting keeps its age.
@@ -108,7 +131,7 @@ mod tests {
                 oldest: ms(120)
             })
         );
-        assert!(!s.unsure());
+        assert!(!s.needs_read());
         s.claimed(1, 2);
         assert_eq!(s, Shortage::default());
         s.waited(t0 + ms(200));
@@ -133,17 +156,18 @@ mod tests {
         );
         // Every job seen is answered: a new sighting starts a new wait.
         s.grew(6);
+        s.claimed(6, 6);
         assert_eq!(s.waiting(t0 + ms(100)), None);
-        assert!(s.unsure());
+        assert!(s.needs_read());
         s.waited(t0 + ms(150));
-        assert!(!s.unsure());
+        assert!(!s.needs_read());
         assert_eq!(s.waiting(t0 + ms(160)).unwrap().oldest, ms(10));
         // A claim that fills the pool while nothing was seen waiting: only a read tells.
         let mut s = Shortage::default();
         s.claimed(1, 1);
-        assert!(s.unsure());
+        assert!(s.needs_read());
         s.read(7, ms(40), t0 + ms(100));
-        assert!(!s.unsure());
+        assert!(!s.needs_read());
         assert_eq!(
             s.waiting(t0 + ms(160)),
             Some(Waiting {
@@ -155,5 +179,45 @@ mod tests {
         s.claimed(2, 2);
         s.read(0, Duration::ZERO, t0 + ms(200));
         assert_eq!(s, Shortage::default());
+    }
+
+    #[test]
+    fn a_growth_that_found_too_few_jobs_puts_sightings_in_doubt_until_a_read_confirms() {
+        let t0 = Instant::now();
+        let mut s = Shortage::default();
+        for _ in 0..20 {
+            s.waited(t0);
+        }
+        // 16 new workers, but their claim finds 4 jobs (the rest wait on their e-shop's
+        // cap): later sightings may be such jobs too.
+        s.grew(16);
+        s.claimed(4, 16);
+        assert_eq!(s.waiting(t0 + ms(100)), None);
+        assert!(!s.needs_read());
+        s.waited(t0 + ms(200));
+        assert_eq!(s.waiting(t0 + ms(300)), None);
+        assert!(s.needs_read());
+        // The read finds nothing claimable: still in doubt, nothing to grow for.
+        s.read(0, Duration::ZERO, t0 + ms(300));
+        assert_eq!(s.waiting(t0 + ms(400)), None);
+        assert!(!s.needs_read());
+        s.waited(t0 + ms(400));
+        assert!(s.needs_read());
+        // A read that finds claimable jobs counts alone and ends the doubt.
+        s.read(3, ms(80), t0 + ms(500));
+        assert_eq!(
+            s.waiting(t0 + ms(500)),
+            Some(Waiting {
+                jobs: 3,
+                oldest: ms(80)
+            })
+        );
+        s.waited(t0 + ms(510));
+        assert!(!s.needs_read());
+        // A growth whose claim fills every new worker keeps trusting sightings.
+        s.grew(3);
+        s.claimed(3, 3);
+        s.waited(t0 + ms(600));
+        assert!(s.waiting(t0 + ms(700)).is_some());
     }
 }
