@@ -26,8 +26,8 @@ impl Job for SnapshotJob {
     /// CPU and database work: JSON and gzip on the worker's thread, and a read per page
     /// and a commit per job, during which the worker waits. Waiting dominates for the
     /// usual small catalogue, so many workers per CPU keep the CPUs and the writer's group
-    /// commit busy: on 2 CPUs `jobline bench` ran fastest with 32 workers set by hand, on
-    /// SQLite and on PostgreSQL (16 and 48 were slower; docs/benchmarks.md).
+    /// commit busy: on 2 CPUs `jobline bench` ran fastest with 32 workers set by hand on
+    /// SQLite, and 32 to 96 alike on PostgreSQL, where 16 was far slower (docs/benchmarks.md).
     const POOL: PoolDefaults = PoolDefaults {
         min_workers: 1,
         max_workers_per_cpu: 16,
