@@ -194,14 +194,19 @@ impl Queue {
             .spawn(ctx);
     }
 
-    /// A job found no idle worker: the pool grows as soon as the wait is long enough,
-    /// without waiting for the next interval.
-    fn seen_waiting(&mut self, ctx: &mut Context<Self>) {
+    /// A job found no idle worker (told by a wake-up, or by a worker's end-of-job claim):
+    /// the pool grows as soon as the wait is long enough, without waiting for the next
+    /// interval.
+    fn seen_waiting(&mut self, by_wake_up: bool, ctx: &mut Context<Self>) {
         if self.draining || self.settings.rule.is_pinned() {
             return;
         }
         let now = Instant::now();
-        self.shortage.waited(now);
+        if by_wake_up {
+            self.shortage.woken(now);
+        } else {
+            self.shortage.waited(now);
+        }
         let due = self
             .shortage
             .waiting(now)
@@ -336,7 +341,7 @@ impl Handler<Wake> for Queue {
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         if self.pool.idle() == 0 {
             // Jobs were committed and no worker here is free to take them.
-            self.seen_waiting(ctx);
+            self.seen_waiting(true, ctx);
         }
         self.claim(ctx);
     }
@@ -364,7 +369,7 @@ impl Handler<WorkerDone> for Queue {
                 self.running.insert(next.id, (next.attempt, msg.worker));
                 if self.pool.idle() == 0 {
                     // The next job was pending while every worker was busy.
-                    self.seen_waiting(ctx);
+                    self.seen_waiting(false, ctx);
                 }
             }
             None => {

@@ -27,6 +27,9 @@ pub struct Shortage {
     unsure: bool,
     /// The pool grew and the claim for its new workers has not answered yet.
     judging: bool,
+    /// The last claim took fresh jobs (not a growth's) and filled every idle worker, with
+    /// nothing seen waiting since: a wake-up now may announce one of those jobs.
+    echo: bool,
     /// The last growth found fewer jobs than new workers: sightings alone no longer grow
     /// the pool, a read must confirm them (until a read finds claimable jobs).
     doubted: bool,
@@ -38,6 +41,17 @@ impl Shortage {
         self.since.get_or_insert(now);
         self.seen += 1;
         self.unsure = false;
+        self.echo = false;
+    }
+
+    /// A wake-up for committed jobs found every worker busy at `now`. Right after a claim
+    /// that filled every idle worker it may announce a job that claim already took (on
+    /// PostgreSQL a node also hears its own `NOTIFY`): then it proves nothing, and the read
+    /// that is due anyway tells.
+    pub fn woken(&mut self, now: Instant) {
+        if !self.echo {
+            self.waited(now);
+        }
     }
 
     /// A claim asked for `asked` jobs and got `got`.
@@ -48,6 +62,7 @@ impl Shortage {
             self.none_left();
         } else if self.seen == 0 {
             self.unsure = true;
+            self.echo = !judged;
         }
     }
 
@@ -56,6 +71,7 @@ impl Shortage {
         self.since = None;
         self.seen = 0;
         self.unsure = false;
+        self.echo = false;
     }
 
     /// The pool grew by `n` workers for the jobs seen waiting; whether more wait than it
@@ -83,6 +99,7 @@ impl Shortage {
     /// alone counts.
     pub fn read(&mut self, jobs: usize, oldest: Duration, now: Instant) {
         self.unsure = false;
+        self.echo = false;
         if std::mem::take(&mut self.doubted) {
             self.none_left();
             if jobs == 0 {
@@ -179,6 +196,25 @@ mod tests {
         s.claimed(2, 2);
         s.read(0, Duration::ZERO, t0 + ms(200));
         assert_eq!(s, Shortage::default());
+    }
+
+    #[test]
+    fn a_wake_up_right_after_a_claim_that_filled_the_pool_is_left_to_the_read() {
+        let t0 = Instant::now();
+        let mut s = Shortage::default();
+        s.claimed(1, 1);
+        s.woken(t0);
+        assert_eq!(s.waiting(t0 + ms(100)), None);
+        assert!(s.needs_read());
+        s.read(0, Duration::ZERO, t0 + ms(100));
+        s.woken(t0 + ms(200));
+        assert_eq!(s.waiting(t0 + ms(250)).unwrap().jobs, 1);
+        // A growth's claim takes jobs that waited long ago: wake-ups after it count.
+        s.grew(1);
+        s.claimed(1, 1);
+        assert!(s.needs_read());
+        s.woken(t0 + ms(300));
+        assert_eq!(s.waiting(t0 + ms(300)).unwrap().jobs, 1);
     }
 
     #[test]
