@@ -3,9 +3,12 @@
 //! committed submit, on a worker becoming free, and on a slow poll as a backstop (jobs
 //! submitted on another node, jobs whose lease was taken back). Every `heartbeat` it renews
 //! the leases of all jobs it runs in one statement and drops those it no longer holds.
-//! Every [`SCALE_INTERVAL`] it applies its pool's scaling rule (`super::pool::rule`).
+//! Every [`SCALE_INTERVAL`] it applies its pool's scaling rule (`super::pool::rule`) to
+//! what its claims and wake-ups showed of jobs waiting (`super::pool::shortage`), and reads
+//! the backlog only when they cannot tell.
 
-use super::pool::rule::{Change, Observation, Waiting, SCALE_INTERVAL};
+use super::pool::rule::{Change, Observation, SCALE_INTERVAL};
+use super::pool::shortage::Shortage;
 use super::pool::workers::Pool;
 use super::pool::QueueSettings;
 use super::worker::{AbandonJob, HandBack, Worker, WorkerDone};
@@ -44,6 +47,11 @@ pub struct Queue {
     running: HashMap<String, (i32, usize)>,
     claiming: bool,
     wake_again: bool,
+    /// Jobs seen waiting for a worker here, as claims and wake-ups tell.
+    shortage: Shortage,
+    /// When the pool last grew: a sighting may grow it at once, but one step per
+    /// [`SCALE_INTERVAL`] at most.
+    grown_at: Option<Instant>,
     /// A backlog read for the scaling rule is under way (one at a time).
     reading_backlog: bool,
     draining: bool,
@@ -85,6 +93,8 @@ impl Queue {
                 running: HashMap::new(),
                 claiming: false,
                 wake_again: false,
+                shortage: Shortage::default(),
+                grown_at: None,
                 reading_backlog: false,
                 draining: false,
                 draining_flag,
@@ -119,6 +129,7 @@ impl Queue {
                 act.claiming = false;
                 match claimed {
                     Ok(jobs) => {
+                        act.shortage.claimed(jobs.len(), limit);
                         let full = jobs.len() == limit;
                         for job in jobs {
                             act.dispatch(job);
@@ -145,20 +156,23 @@ impl Queue {
         }
     }
 
-    /// One step of the scaling rule: reads the backlog first when the rule needs it.
+    /// One step of the scaling rule. What the claims showed decides; the backlog is read
+    /// only when a busy pool with room could grow and the claims cannot tell whether jobs
+    /// wait (the last claim filled every worker and none has been seen waiting since).
     fn scale(&mut self, ctx: &mut Context<Self>) {
         if self.draining || self.reading_backlog {
             return;
         }
-        if !self
+        let may_grow = self
             .settings
             .rule
-            .needs_backlog(self.pool.size(), self.pool.idle())
-        {
-            self.apply_rule(None, ctx);
+            .may_grow(self.pool.size(), self.pool.idle());
+        if !may_grow || !self.shortage.needs_read() {
+            self.apply_rule(ctx);
             return;
         }
         self.reading_backlog = true;
+        self.pool.backlog_read();
         let op = ReadBacklog {
             queue: self.name.clone(),
             max_per_eshop: i64::from(self.shared.config.max_running_per_eshop),
@@ -169,30 +183,67 @@ impl Queue {
             .map(|read, act, ctx| {
                 act.reading_backlog = false;
                 match read {
-                    Ok(backlog) => act.apply_rule(Some(waiting(backlog)), ctx),
+                    Ok(backlog) => {
+                        let (jobs, oldest) = waiting(backlog);
+                        act.shortage.read(jobs, oldest, Instant::now());
+                        act.apply_rule(ctx);
+                    }
                     Err(e) => log::warn!("reading the backlog of queue {} failed: {e}", act.name),
                 }
             })
             .spawn(ctx);
     }
 
-    fn apply_rule(&mut self, waiting: Option<Waiting>, ctx: &mut Context<Self>) {
+    /// A job found no idle worker (told by a wake-up, or by a worker's end-of-job claim):
+    /// the pool grows as soon as the wait is long enough, without waiting for the next
+    /// interval.
+    fn seen_waiting(&mut self, by_wake_up: bool, ctx: &mut Context<Self>) {
+        if self.draining || self.settings.rule.is_pinned() {
+            return;
+        }
+        let now = Instant::now();
+        if by_wake_up {
+            self.shortage.woken(now);
+        } else {
+            self.shortage.waited(now);
+        }
+        let due = self
+            .shortage
+            .waiting(now)
+            .is_some_and(|w| w.oldest >= self.settings.rule.scale_up_after);
+        if due && self.paced(now) && !self.reading_backlog {
+            self.apply_rule(ctx);
+        }
+    }
+
+    /// Whether the pool may take another growth step at `now`.
+    fn paced(&self, now: Instant) -> bool {
+        self.grown_at
+            .is_none_or(|t| now.duration_since(t) >= SCALE_INTERVAL)
+    }
+
+    fn apply_rule(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
             return;
         }
+        let now = Instant::now();
         let before = self.pool.size();
+        // Between two growth steps the rule sees no waiting jobs: it may only shrink.
+        let waiting = self.shortage.waiting(now).filter(|_| self.paced(now));
         let seen = Observation {
             size: before,
             idle: self.pool.idle(),
-            idle_expired: self.pool.idle_expired(Instant::now()),
+            idle_expired: self.pool.idle_expired(now),
             waiting,
         };
         match self.settings.rule.decide(&seen) {
             Change::Grow(n) => {
                 self.pool.grow(n);
+                self.shortage.grew(n);
+                self.grown_at = Some(now);
                 let (jobs, oldest) = waiting.map_or((0, Duration::ZERO), |w| (w.jobs, w.oldest));
                 log::debug!(
-                    "queue {}: pool grows {before} → {} workers ({jobs} jobs waiting, the oldest for {} ms)",
+                    "queue {}: pool grows {before} → {} workers ({jobs} jobs seen waiting, the first for {} ms)",
                     self.name,
                     self.pool.size(),
                     oldest.as_millis()
@@ -288,6 +339,10 @@ impl Actor for Queue {
 impl Handler<Wake> for Queue {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        if self.pool.idle() == 0 {
+            // Jobs were committed and no worker here is free to take them.
+            self.seen_waiting(true, ctx);
+        }
         self.claim(ctx);
     }
 }
@@ -312,8 +367,15 @@ impl Handler<WorkerDone> for Queue {
         match msg.next {
             Some(next) => {
                 self.running.insert(next.id, (next.attempt, msg.worker));
+                if self.pool.idle() == 0 {
+                    // The next job was pending while every worker was busy.
+                    self.seen_waiting(false, ctx);
+                }
             }
             None => {
+                if !self.draining {
+                    self.shortage.none_left();
+                }
                 self.pool.put_idle(msg.worker);
                 self.check_drained();
                 self.claim(ctx);
@@ -354,11 +416,11 @@ impl Handler<HandBackAll> for Queue {
     }
 }
 
-/// The rule's view of a backlog read.
-fn waiting(backlog: Backlog) -> Waiting {
+/// A backlog read as jobs waiting and the oldest one's wait.
+fn waiting(backlog: Backlog) -> (usize, Duration) {
     let age = backlog.oldest.map_or(0, |t| (time::now() - t).max(0));
-    Waiting {
-        jobs: usize::try_from(backlog.claimable).unwrap_or(0),
-        oldest: Duration::from_micros(u64::try_from(age).unwrap_or(0)),
-    }
+    (
+        usize::try_from(backlog.claimable).unwrap_or(0),
+        Duration::from_micros(u64::try_from(age).unwrap_or(0)),
+    )
 }

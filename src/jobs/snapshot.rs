@@ -23,11 +23,12 @@ impl Job for SnapshotJob {
     const QUEUE: &'static str = "snapshots";
     /// CPU and database work: JSON and gzip on the worker's thread, and a read per page
     /// and a commit per job, during which the worker waits. Waiting dominates for the
-    /// usual small catalogue, so several workers per CPU keep the CPUs and the writer's
-    /// group commit busy (see docs/benchmarks.md for the measurement behind the number).
+    /// usual small catalogue, so many workers per CPU keep the CPUs and the writer's group
+    /// commit busy: on 2 CPUs `jobline bench` ran fastest with 32 workers set by hand on
+    /// SQLite, and 32 to 96 alike on PostgreSQL, where 16 was far slower (docs/benchmarks.md).
     const POOL: PoolDefaults = PoolDefaults {
         min_workers: 1,
-        max_workers_per_cpu: 8,
+        max_workers_per_cpu: 16,
     };
 
     fn run(self, ctx: JobContext) -> JobRun {

@@ -103,7 +103,8 @@ pub struct Metrics {
     pub minutes: minutes::Minutes,
     /// `jobline_actor_restarts_total{actor}`.
     actor_restarts: Family<ActorLabels, Counter>,
-    /// `jobline_pool_{workers,min_workers,max_workers,busy_workers}{queue}`.
+    /// `jobline_pool_{workers,min_workers,max_workers,busy_workers}{queue}` and
+    /// `jobline_pool_backlog_reads_total{queue}`.
     pools: pools::PoolFamilies,
 }
 
@@ -269,6 +270,7 @@ mod tests {
             busy: 4,
         };
         m.pool("snapshots").set(pool);
+        m.pool("snapshots").backlog_read();
         assert_eq!(m.pool("snapshots").get(), pool);
         let text = m.render(None);
         for line in [
@@ -283,6 +285,7 @@ mod tests {
             "jobline_pool_min_workers{queue=\"snapshots\"} 1",
             "jobline_pool_max_workers{queue=\"snapshots\"} 16",
             "jobline_pool_busy_workers{queue=\"snapshots\"} 4",
+            "jobline_pool_backlog_reads_total{queue=\"snapshots\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

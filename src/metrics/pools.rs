@@ -1,9 +1,10 @@
 //! The worker pool gauges of this node: per queue, the pool's current size, its bounds
-//! and its busy workers. Each queue actor holds a [`PoolGauges`] and sets it whenever its
-//! pool changes; a scrape (and anything else holding [`super::Metrics`], such as a
-//! dashboard) reads the same atomics.
+//! and its busy workers, and how often its scaling rule had to read the backlog. Each queue
+//! actor holds a [`PoolGauges`] and sets it whenever its pool changes; a scrape (and
+//! anything else holding [`super::Metrics`], such as a dashboard) reads the same atomics.
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -13,13 +14,14 @@ struct QueueLabels {
     queue: String,
 }
 
-/// The four gauge families, registered once.
+/// The four gauge families and the backlog read counter, registered once.
 #[derive(Clone, Default)]
 pub(super) struct PoolFamilies {
     size: Family<QueueLabels, Gauge>,
     min: Family<QueueLabels, Gauge>,
     max: Family<QueueLabels, Gauge>,
     busy: Family<QueueLabels, Gauge>,
+    backlog_reads: Family<QueueLabels, Counter>,
 }
 
 impl PoolFamilies {
@@ -46,6 +48,12 @@ impl PoolFamilies {
             "Workers of each queue's pool running a job on this node",
             f.busy.clone(),
         );
+        registry.register(
+            "pool_backlog_reads",
+            "Backlog queries the scaling rule of each queue's pool ran on this node \
+             (when its claims could not tell whether jobs wait)",
+            f.backlog_reads.clone(),
+        );
         f
     }
 
@@ -59,6 +67,7 @@ impl PoolFamilies {
             min: self.min.get_or_create(&labels).clone(),
             max: self.max.get_or_create(&labels).clone(),
             busy: self.busy.get_or_create(&labels).clone(),
+            backlog_reads: self.backlog_reads.get_or_create(&labels).clone(),
         }
     }
 }
@@ -70,6 +79,7 @@ pub struct PoolGauges {
     min: Gauge,
     max: Gauge,
     busy: Gauge,
+    backlog_reads: Counter,
 }
 
 /// A pool's numbers at one moment.
@@ -92,6 +102,11 @@ impl PoolGauges {
         self.min.set(s.min as i64);
         self.max.set(s.max as i64);
         self.busy.set(s.busy as i64);
+    }
+
+    /// Counts one backlog query of the scaling rule.
+    pub fn backlog_read(&self) {
+        self.backlog_reads.inc();
     }
 
     /// The numbers last published.

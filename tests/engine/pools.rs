@@ -1,7 +1,8 @@
 //! Worker pools: a burst grows a queue's pool to `max_workers` and idle time shrinks it
-//! back, a pinned `workers` never moves, bad bounds stop the start, a shrink never touches
-//! a running job, and on PostgreSQL several nodes scale from the shared backlog while the
-//! per-e-shop cap holds cluster-wide. Every wait polls `/metrics` with a deadline.
+//! back, a job seen waiting grows it without a backlog query, a pinned `workers` never
+//! moves, bad bounds stop the start, a shrink never touches a running job, and on
+//! PostgreSQL several nodes scale from the shared backlog while the per-e-shop cap holds
+//! cluster-wide. Every wait polls `/metrics` with a deadline.
 
 use crate::common::{eventually, test_config, Backend, TestApp, TestDb};
 use crate::metrics::value;
@@ -111,6 +112,55 @@ async fn a_burst_grows_the_pool_to_max_and_idle_time_shrinks_it(backend: Backend
     )
     .await;
     for id in &jobs {
+        ran_once(&t, id).await;
+    }
+}
+
+/// The backlog queries the snapshots pool's rule has run.
+async fn backlog_reads(t: &TestApp) -> f64 {
+    let text = crate::metrics::scrape(t).await;
+    value(
+        &text,
+        "jobline_pool_backlog_reads_total{queue=\"snapshots\"}",
+    )
+    .unwrap_or_else(|| panic!("jobline_pool_backlog_reads_total missing in\n{text}"))
+}
+
+async fn a_job_seen_waiting_grows_the_pool_without_a_backlog_query(backend: Backend) {
+    let t = TestApp::spawn_with(backend, |c| {
+        c.max_running_per_eshop = 10;
+        scaling(c, 1, 2, Duration::from_secs(60));
+    })
+    .await;
+    let hold = t.breakpoints().arm("snapshot:page");
+    let first = t.submit_snapshot("").await;
+    until_pool(&t, "snapshots", "the one worker runs the first job", |p| {
+        p.size == 1.0 && p.busy == 1.0
+    })
+    .await;
+    // Its claim filled the pool with nothing seen waiting: only a read can tell whether
+    // more wait, and it finds none.
+    eventually(
+        Duration::from_secs(20),
+        "the rule reads the backlog once",
+        || async { backlog_reads(&t).await >= 1.0 },
+    )
+    .await;
+    let reads = backlog_reads(&t).await;
+    assert_eq!(pool(&t, "snapshots").await.size, 1.0);
+    // The second job's wake-up finds every worker busy: that is enough to grow.
+    let second = t.submit_snapshot("").await;
+    until_pool(
+        &t,
+        "snapshots",
+        "a second worker runs the second job",
+        |p| p.size == 2.0 && p.busy == 2.0,
+    )
+    .await;
+    assert_eq!(backlog_reads(&t).await, reads);
+    hold.release();
+    for id in [&first, &second] {
+        assert_eq!(t.wait_finished(id).await["status"], "completed");
         ran_once(&t, id).await;
     }
 }
@@ -290,6 +340,7 @@ async fn bad_bounds_stop_the_start(backend: Backend) {
 
 crate::on_both_backends!(
     a_burst_grows_the_pool_to_max_and_idle_time_shrinks_it,
+    a_job_seen_waiting_grows_the_pool_without_a_backlog_query,
     a_pinned_pool_never_changes,
     a_shrink_never_drops_or_duplicates_a_running_job,
     shutdown_reaches_every_worker_of_a_grown_pool,

@@ -1,11 +1,14 @@
 //! The scaling rule of a queue's worker pool, as a pure function of what the queue sees
-//! every [`SCALE_INTERVAL`]: its pool (size, idle workers, those idle for too long) and,
-//! when every worker is busy, the queue's backlog in the whole cluster.
+//! every [`SCALE_INTERVAL`], and at once when a job seen waiting makes growth due: its
+//! pool (size, idle workers, those idle for too long) and,
+//! when every worker is busy, the jobs waiting for a worker (as its claims and wake-ups
+//! showed them, see `super::shortage`, or as a backlog read found them).
 //!
-//! - **Grow** when every worker is busy, jobs this node could claim are waiting (pending,
-//!   and not held back by their e-shop's `max_running_per_eshop`), the oldest of them has
-//!   waited at least `scale_up_after`, and the pool is below `max_workers`: by at most
-//!   `scale_up_step` workers, and never by more than the jobs waiting.
+//! - **Grow** when every worker is busy, jobs are waiting for a worker (committed while
+//!   every worker was busy, or claimed by a worker only at the end of its last job), the
+//!   first of them has waited at least `scale_up_after`, and the pool is below
+//!   `max_workers`: by at most `scale_up_step` workers, and never by more than the jobs
+//!   seen waiting.
 //! - **Shrink** when workers have been idle for `idle_timeout`: at most `scale_down_step`
 //!   of them per interval, never below `min_workers`. Only idle workers leave, so a shrink
 //!   never touches a running job.
@@ -15,7 +18,7 @@
 
 use std::time::Duration;
 
-/// How often a queue applies the rule.
+/// How often a queue applies the rule, and the least time between two growth steps.
 pub const SCALE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One queue's bounds and how fast its pool moves.
@@ -35,12 +38,13 @@ pub struct ScaleRule {
     pub idle_timeout: Duration,
 }
 
-/// Jobs waiting for a worker, in the whole cluster.
+/// Jobs waiting for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waiting {
-    /// Pending jobs a worker could claim now (their e-shop is under its cap).
+    /// Jobs seen waiting that no growth has answered yet (or, read from the backlog,
+    /// pending jobs a worker could claim now: their e-shop is under its cap).
     pub jobs: usize,
-    /// How long the oldest of them has waited.
+    /// How long the first of them has waited.
     pub oldest: Duration,
 }
 
@@ -53,7 +57,7 @@ pub struct Observation {
     pub idle: usize,
     /// Idle workers that have been idle for at least `idle_timeout`.
     pub idle_expired: usize,
-    /// The backlog, when it was read (see [`ScaleRule::needs_backlog`]).
+    /// Jobs seen waiting for a worker, if any (used only when [`ScaleRule::may_grow`]).
     pub waiting: Option<Waiting>,
 }
 
@@ -74,9 +78,9 @@ impl ScaleRule {
         self.min_workers == self.max_workers
     }
 
-    /// Whether the decision depends on the backlog: only a busy pool with room may grow,
-    /// so an idle or full pool costs the database nothing.
-    pub fn needs_backlog(&self, size: usize, idle: usize) -> bool {
+    /// Whether the pool may grow at all: only a busy pool with room, so an idle or full
+    /// pool never needs to know what waits.
+    pub fn may_grow(&self, size: usize, idle: usize) -> bool {
         idle == 0 && size < self.max_workers
     }
 
@@ -88,7 +92,7 @@ impl ScaleRule {
         if o.size > self.max_workers {
             return Change::Shrink(o.size - self.max_workers);
         }
-        if let Some(w) = o.waiting.filter(|_| self.needs_backlog(o.size, o.idle)) {
+        if let Some(w) = o.waiting.filter(|_| self.may_grow(o.size, o.idle)) {
             if w.jobs > 0 && w.oldest >= self.scale_up_after {
                 let room = self.max_workers - o.size;
                 return Change::Grow(w.jobs.min(self.scale_up_step).min(room));
@@ -145,6 +149,29 @@ mod tests {
         assert_eq!(steps, 4);
     }
 
+    /// The defaults on 2 CPUs: the whole room in one step, after 50 ms.
+    const DEFAULTS: ScaleRule = ScaleRule {
+        min_workers: 1,
+        max_workers: 32,
+        scale_up_after: Duration::from_millis(50),
+        scale_up_step: 32,
+        scale_down_step: 1,
+        idle_timeout: Duration::from_secs(10),
+    };
+
+    #[test]
+    fn with_the_defaults_a_burst_gets_the_whole_pool_a_trickle_what_it_showed() {
+        assert_eq!(DEFAULTS.decide(&busy(1, 250, 50)), Change::Grow(31));
+        assert_eq!(DEFAULTS.decide(&busy(1, 250, 49)), Change::Hold);
+        assert_eq!(DEFAULTS.decide(&busy(3, 2, 80)), Change::Grow(2));
+        let sizes = simulate(&DEFAULTS, |t| if t < 600 { 6 } else { 0 }, 900);
+        assert_eq!(sizes[1], 6, "{:?}", &sizes[..10]);
+        assert!(sizes[1..=600].iter().all(|s| *s == 6), "{sizes:?}");
+        assert_eq!(sizes[900], 1);
+        let sizes = simulate(&DEFAULTS, |t| if (t / 10) % 2 == 0 { 4 } else { 7 }, 600);
+        assert!(sizes[20..].iter().all(|s| *s == 7), "{sizes:?}");
+    }
+
     #[test]
     fn growth_never_exceeds_the_waiting_jobs_nor_max() {
         assert_eq!(RULE.decide(&busy(3, 2, 500)), Change::Grow(2));
@@ -169,9 +196,9 @@ mod tests {
             ..busy(4, 10, 5000)
         };
         assert_eq!(RULE.decide(&unread), Change::Hold);
-        assert!(!RULE.needs_backlog(4, 1));
-        assert!(!RULE.needs_backlog(16, 0));
-        assert!(RULE.needs_backlog(4, 0));
+        assert!(!RULE.may_grow(4, 1));
+        assert!(!RULE.may_grow(16, 0));
+        assert!(RULE.may_grow(4, 0));
     }
 
     #[test]

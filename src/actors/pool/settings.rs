@@ -12,9 +12,16 @@ use std::time::Duration;
 const DEFAULT_MAX_RUN_TIME: Duration = Duration::from_secs(600);
 /// How long a worker stays idle before it leaves, unless `idle_timeout` says otherwise.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the oldest claimable job waits before the pool grows: a wake-up starts a job
-/// within milliseconds, so a job still waiting after this has no free worker.
-const DEFAULT_SCALE_UP_AFTER: Duration = Duration::from_millis(100);
+/// How long jobs are seen waiting before the pool grows: a wake-up starts a job within
+/// milliseconds, so a job still waiting after this has no free worker. Under a burst every
+/// job submitted meanwhile joins the backlog, which then lasts as long as the submits keep
+/// the database busy: `jobline bench` carried 200 jobs to its end with 100 ms and two steps.
+const DEFAULT_SCALE_UP_AFTER: Duration = Duration::from_millis(50);
+/// A busy pool may grow from its minimum to its maximum in this many steps unless
+/// `scale_up_step` says otherwise: one, so a burst gets the whole pool at once (growth is
+/// still bounded by the jobs seen waiting). With four steps of 100 ms `jobline bench`
+/// reached the maximum only when its first job had waited 0.46 s.
+const DEFAULT_SCALE_UP_STEPS: usize = 1;
 /// Idle workers that leave per interval: a gentle descent.
 const DEFAULT_SCALE_DOWN_STEP: usize = 1;
 /// Most workers of all queues of a node per reader connection (`db_pool_size`): a job
@@ -69,7 +76,7 @@ pub fn plan(
     for s in &mut planned {
         s.threads = cpus.min(s.rule.max_workers).max(1);
         if s.rule.scale_up_step == 0 {
-            s.rule.scale_up_step = (s.rule.max_workers / 4).max(1);
+            s.rule.scale_up_step = (s.rule.max_workers / DEFAULT_SCALE_UP_STEPS).max(1);
         }
     }
     Ok(planned)
@@ -198,14 +205,14 @@ mod tests {
     fn defaults_follow_the_cpus_and_what_the_kind_waits_on() {
         let two = plan(&Config::default(), &kinds(), 2).unwrap();
         assert_eq!(two[0].name, "snapshots");
-        assert_eq!((two[0].rule.min_workers, two[0].rule.max_workers), (1, 16));
+        assert_eq!((two[0].rule.min_workers, two[0].rule.max_workers), (1, 32));
         assert_eq!((two[1].rule.min_workers, two[1].rule.max_workers), (1, 32));
         assert_eq!(two[0].threads, 2);
-        assert_eq!(two[0].rule.scale_up_step, 4);
+        assert_eq!(two[0].rule.scale_up_step, 32);
         assert_eq!(two[0].rule.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(two[1].max_run_time, DEFAULT_MAX_RUN_TIME);
         let one = plan(&Config::default(), &kinds(), 1).unwrap();
-        assert_eq!(one[0].rule.max_workers, 8);
+        assert_eq!(one[0].rule.max_workers, 16);
         assert_eq!(one[0].threads, 1);
         // The slowest images request (100 sources that all time out) still ends before
         // the images queue's default max_run_time kills it.
@@ -216,11 +223,12 @@ mod tests {
 
     #[test]
     fn many_cpus_shrink_the_defaults_to_what_the_database_pool_serves() {
-        // 64 CPUs: 512 + 1024 by default, 128 allowed with 8 connections.
+        // 64 CPUs: 1024 + 1024 by default, 128 allowed with 8 connections, shared alike.
         let planned = plan(&Config::default(), &kinds(), 64).unwrap();
         let total: usize = planned.iter().map(|s| s.rule.max_workers).sum();
         assert!(total <= 8 * WORKERS_PER_CONNECTION, "{planned:?}");
-        assert!(planned[1].rule.max_workers > planned[0].rule.max_workers);
+        assert_eq!(planned[0].rule.max_workers, 64);
+        assert_eq!(planned[1].rule.max_workers, 64);
         // A configured maximum stays; the default one gives way.
         let mut c = with(
             "snapshots",

@@ -138,6 +138,11 @@ impl Pool {
         self.publish();
     }
 
+    /// Counts a backlog query of the scaling rule (published as a counter).
+    pub fn backlog_read(&self) {
+        self.gauges.backlog_read();
+    }
+
     /// The worker with this index, if it is in the pool.
     pub fn worker(&self, index: usize) -> Option<&Addr<Worker>> {
         self.workers.get(&index)
