@@ -146,12 +146,13 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         std::process::id(),
         model::ids::new_job_id()
     );
+    let started_at = model::time::now();
     actors::heartbeat::Heartbeat {
         store: store.clone(),
         node: node.clone(),
         metrics: metrics.clone(),
         every: config.heartbeat,
-        started_at: model::time::now(),
+        started_at,
     }
     .start();
     let backend_name = if backend.is_postgres() {
@@ -183,6 +184,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         tokens: api::auth::TokenCache::default(),
         node,
         backend: backend_name,
+        started_at,
         limiter: api::rate_limit::RateLimiter::new(
             config.rate_limit_capacity,
             config.rate_limit_refill_per_sec,

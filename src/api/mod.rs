@@ -52,6 +52,9 @@ pub struct AppState {
     pub node: String,
     /// `SQLite` or `PostgreSQL`, as the dashboard names it.
     pub backend: &'static str,
+    /// When this node started: the dashboard lists this node even before its first
+    /// heartbeat has landed.
+    pub started_at: crate::model::Micros,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

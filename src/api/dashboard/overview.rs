@@ -32,22 +32,23 @@ pub(crate) async fn page(state: web::Data<AppState>, operator: Operator) -> Dash
         })
         .await?;
     let zone = state.config.timezone;
-    let alive_since = now - 3 * time::micros(state.config.heartbeat);
-    let alive: Vec<&NodeBeat> = overview
-        .nodes
-        .iter()
-        .filter(|n| n.heartbeat_at >= alive_since)
-        .collect();
     let now_minute = now / (60 * time::SECOND);
-    // This node's own counts are read from memory: fresher than its last heartbeat.
+    // This node is alive (it answers), and its own counts are read from memory: fresher
+    // than its last heartbeat, which may not even have landed yet.
     let mut nodes = overview.nodes.clone();
     nodes.retain(|n| n.node != state.node);
     nodes.push(NodeBeat {
         node: state.node.clone(),
-        started_at: 0,
+        started_at: state.started_at,
         heartbeat_at: now,
         minutes: state.metrics.minutes.encode(now_minute),
     });
+    let alive_since = now - 3 * time::micros(state.config.heartbeat);
+    let mut alive: Vec<&NodeBeat> = nodes
+        .iter()
+        .filter(|n| n.heartbeat_at >= alive_since)
+        .collect();
+    alive.sort_by_key(|n| std::cmp::Reverse(n.heartbeat_at));
     let per_minute = per_minute(&nodes, now_minute);
     let w = &overview.webhooks;
     let body = markup! {
