@@ -291,26 +291,7 @@ fn pending_job() -> crate::db::jobs::Job {
 
 /// A pending job of e-shop 1 in `queue`.
 fn queued_in(queue: &str) -> crate::db::jobs::Job {
-    crate::db::jobs::Job {
-        id: crate::model::ids::new_job_id(),
-        eshop_id: 1,
-        endpoint: "/api/products/snapshot".into(),
-        queue: queue.into(),
-        status: "pending".into(),
-        params: "{}".into(),
-        creation_time: crate::model::time::now(),
-        started_time: None,
-        completion_time: None,
-        attempt: 0,
-        lease_owner: None,
-        lease_expires: None,
-        result_secret: crate::model::ids::new_result_secret(),
-        result_ext: None,
-        result_content_type: None,
-        result_size: None,
-        valid_until: None,
-        log: String::new(),
-    }
+    crate::db::jobs::pending_for_tests(queue)
 }
 
 #[test]
@@ -350,6 +331,7 @@ fn one_batch_mixes_submits_completions_and_kills() {
     };
     let finish = |attempt| FinishJob {
         id: to_finish.id.clone(),
+        eshop_id: 1,
         attempt,
         outcome: Outcome::Failed,
         log: "failed: test\n".into(),
