@@ -388,6 +388,75 @@ fn one_batch_mixes_submits_completions_and_kills() {
     );
 }
 
+/// A run of job ends in one batch claims for all the workers it frees at once: each asking
+/// op gets its own job, none gets one twice, and the per-e-shop cap holds over the run.
+#[test]
+fn a_run_of_ends_hands_each_freed_worker_its_own_next_job() {
+    use super::super::{ClaimJobs, FinishJob};
+    use crate::db::jobs::{self, Outcome};
+    use crate::model::{time, Zone};
+    let h = Harness::new();
+    let mut conn = h.backend.establish().unwrap();
+    let running: Vec<_> = (0..3).map(|_| pending_job()).collect();
+    for job in &running {
+        jobs::insert(&mut conn, job, None, time::SECOND).unwrap();
+    }
+    let now = time::now();
+    let lease = now + 30 * time::SECOND;
+    let claimed = jobs::claim(&mut conn, "snapshots", "n", 3, 10, lease, now).unwrap();
+    assert_eq!(claimed.len(), 3);
+    let waiting: Vec<_> = (0..3).map(|_| pending_job()).collect();
+    for job in &waiting {
+        jobs::insert(&mut conn, job, None, time::SECOND).unwrap();
+    }
+    let ends: Vec<_> = running
+        .iter()
+        .map(|job| {
+            queue(FinishJob {
+                id: job.id.clone(),
+                eshop_id: 1,
+                attempt: 1,
+                outcome: Outcome::Failed,
+                log: "failed: test\n".into(),
+                zone: Zone::utc(),
+                result_ttl: time::SECOND,
+                claim_next: Some(ClaimJobs {
+                    queue: "snapshots".into(),
+                    node: "n".into(),
+                    limit: 1,
+                    max_per_eshop: 2,
+                    lease: 30 * time::SECOND,
+                }),
+            })
+        })
+        .collect();
+    let (queued, answers): (Vec<_>, Vec<_>) = ends.into_iter().unzip();
+    h.gated(queued, None);
+    let finished: Vec<_> = answers
+        .into_iter()
+        .map(|a| a.blocking_recv().unwrap().unwrap())
+        .collect();
+    assert!(finished.iter().all(|f| f.recorded));
+    let mut next: Vec<String> = finished
+        .iter()
+        .filter_map(|f| f.next.as_ref().map(|j| j.id.clone()))
+        .collect();
+    next.sort();
+    next.dedup();
+    // The cap of 2 running jobs per e-shop leaves the third waiting job pending.
+    assert_eq!(next.len(), 2, "{finished:?}");
+    assert!(
+        finished[2].next.is_none(),
+        "the first asking ops are served first"
+    );
+    assert!(next.iter().all(|id| waiting.iter().any(|w| &w.id == id)));
+    let pending = waiting
+        .iter()
+        .filter(|w| jobs::get(&mut conn, 1, &w.id, 0).unwrap().status == "pending")
+        .count();
+    assert_eq!(pending, 1);
+}
+
 #[test]
 fn only_the_ops_that_commit_publish_their_effects() {
     use super::super::{KillJob, SubmitJob};
