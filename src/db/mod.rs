@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod connection;
 pub mod dashboard;
 pub mod deliveries;
+pub mod ends;
 pub mod eshops;
 pub mod images;
 pub mod jobs;
