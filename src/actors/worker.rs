@@ -191,6 +191,7 @@ impl Worker {
         });
         let finish = FinishJob {
             id: cur.job.id.clone(),
+            eshop_id: cur.job.eshop_id,
             attempt: cur.job.attempt,
             outcome,
             log: lines,

@@ -812,3 +812,28 @@ pub fn count_unfinished_by_endpoint(
     }
     Ok(counts)
 }
+
+/// A new pending job of e-shop 1 in `queue`, as a submit would insert it (tests).
+#[cfg(test)]
+pub(crate) fn pending_for_tests(queue: &str) -> Job {
+    Job {
+        id: crate::model::ids::new_job_id(),
+        eshop_id: 1,
+        endpoint: "/api/products/snapshot".into(),
+        queue: queue.into(),
+        status: "pending".into(),
+        params: "{}".into(),
+        creation_time: crate::model::time::now(),
+        started_time: None,
+        completion_time: None,
+        attempt: 0,
+        lease_owner: None,
+        lease_expires: None,
+        result_secret: crate::model::ids::new_result_secret(),
+        result_ext: None,
+        result_content_type: None,
+        result_size: None,
+        valid_until: None,
+        log: String::new(),
+    }
+}

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod connection;
 pub mod dashboard;
 pub mod deliveries;
+pub mod ends;
 pub mod eshops;
 pub mod images;
 pub mod jobs;

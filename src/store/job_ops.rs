@@ -1,6 +1,7 @@
 //! Messages about jobs and their results.
 
 use super::{Effects, Lane, ReadOp, WriteOp};
+use crate::db::ends::{self, End};
 use crate::db::jobs::{self, ClaimedJob, Job, JobFilter, Outcome};
 use crate::db::{notifications, results, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -170,6 +171,8 @@ impl WriteOp for RenewLeases {
 pub struct FinishJob {
     /// Job id.
     pub id: String,
+    /// Its e-shop (named by the `job:finished` body).
+    pub eshop_id: i64,
     /// The attempt that ran.
     pub attempt: i32,
     /// How it ended.
@@ -196,20 +199,51 @@ pub struct Finished {
 impl WriteOp for FinishJob {
     type Output = Finished;
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Finished> {
-        let recorded = jobs::finish(
-            conn,
-            &self.id,
-            self.attempt,
-            &self.outcome,
-            &self.log,
-            &self.zone,
-            self.result_ttl,
-        )?;
-        let next = match &self.claim_next {
-            Some(claim) => claim.apply(conn)?.into_iter().next(),
-            None => None,
-        };
-        Ok(Finished { recorded, next })
+        let mut finished = Self::apply_all(&[self], conn)?;
+        Ok(finished.remove(0))
+    }
+    /// The run's ends in one go ([`ends::finish_all`]), then one claim per queue for every
+    /// worker of the run that wants a next job, instead of one claim each: the claim is
+    /// the costly statement, and one claim of N is fair across e-shops as N claims of one
+    /// are.
+    fn apply_all(ops: &[&Self], conn: &mut DbConnection) -> StoreResult<Vec<Finished>> {
+        let run: Vec<End> = ops
+            .iter()
+            .map(|op| End {
+                id: &op.id,
+                eshop_id: op.eshop_id,
+                attempt: op.attempt,
+                outcome: &op.outcome,
+                log: &op.log,
+                zone: &op.zone,
+                result_ttl: op.result_ttl,
+            })
+            .collect();
+        let recorded = ends::finish_all(conn, &run)?;
+        let mut next: Vec<Option<ClaimedJob>> = ops.iter().map(|_| None).collect();
+        let mut unclaimed: Vec<usize> = (0..ops.len())
+            .filter(|&i| ops[i].claim_next.is_some())
+            .collect();
+        while let Some(&first) = unclaimed.first() {
+            let claim = ops[first].claim_next.as_ref().expect("wants a next job");
+            let (same, rest): (Vec<usize>, Vec<usize>) = unclaimed.iter().partition(|&&i| {
+                ops[i].claim_next.as_ref().map(|c| &c.queue) == Some(&claim.queue)
+            });
+            let claimed = ClaimJobs {
+                limit: same.len() as i64,
+                ..claim.clone()
+            }
+            .apply(conn)?;
+            for (i, job) in same.into_iter().zip(claimed) {
+                next[i] = Some(job);
+            }
+            unclaimed = rest;
+        }
+        Ok(recorded
+            .into_iter()
+            .zip(next)
+            .map(|(recorded, next)| Finished { recorded, next })
+            .collect())
     }
     fn effects(&self, finished: &Finished, effects: &mut Effects) {
         if finished.recorded {

@@ -4,6 +4,10 @@
 //! single writer this way (no `database is locked`), and both backends pay one commit for
 //! many writes and, on PostgreSQL, no savepoint round trips in the common batch.
 //!
+//! Ops of one type that follow each other in a batch are applied together
+//! ([`WriteOp::apply_all`]): a run of job ends, say, is one set-based statement and one
+//! claim for all the workers they free, not one round of statements per op.
+//!
 //! When an op of a batch fails (its own error, a database error or a panic), the batch is
 //! rolled back at once and run again with a savepoint per op: the failed op is not run
 //! again and answers its first error, every other op runs in its own savepoint, so one
@@ -35,6 +39,7 @@ use crate::db::{signals, Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::{FailurePoint, FailurePoints};
 use diesel::Connection;
+use std::any::{Any, TypeId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
@@ -51,6 +56,17 @@ pub trait WriteOp: Send + 'static {
     /// in a savepoint, after another op of its batch failed and the batch was rolled back),
     /// so it changes nothing but the database.
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
+    /// Applies a run of ops of this type that follow each other in a batch, all at once:
+    /// set-based statements instead of one round of statements per op. All of them take
+    /// effect or the call fails; then the batch is rolled back and run again op by op
+    /// ([`WriteOp::apply`], each in its savepoint), which finds the op at fault. The
+    /// default applies them one by one.
+    fn apply_all(ops: &[&Self], conn: &mut DbConnection) -> StoreResult<Vec<Self::Output>>
+    where
+        Self: Sized,
+    {
+        ops.iter().map(|op| op.apply(conn)).collect()
+    }
     /// Reports what the applied change means to others (jobs queued, killed or ended,
     /// notifications due); the writer publishes it once the batch commits. Most ops
     /// change nothing anyone waits for.
@@ -83,11 +99,23 @@ impl Lane {
 }
 
 /// A queued write whose answer waits for the commit.
-trait Pending: Send {
+trait Pending: Send + Any {
     /// Runs the write, in its own savepoint when asked; keeps the outcome and answers
     /// whether it succeeded. A panic of the op is its own failure. An op that already
     /// failed is not run again (its first error is its answer).
     fn run(&mut self, conn: &mut DbConnection, savepoint: bool, faults: &FailurePoints) -> bool;
+    /// Runs this write and the writes of the same type right after it in `rest` at once
+    /// ([`WriteOp::apply_all`]), with no savepoint; keeps their outcomes. Answers how many
+    /// it ran (this one included) and whether all succeeded. A failure leaves no outcome
+    /// but the one of an op whose failure point fired (its own failure, as in `run`).
+    fn run_all(
+        &mut self,
+        rest: &mut [Box<dyn Pending>],
+        conn: &mut DbConnection,
+        faults: &FailurePoints,
+    ) -> (usize, bool);
+    /// For [`Pending::run_all`]: the queued write as its own type.
+    fn as_any(&mut self) -> &mut dyn Any;
     /// Adds the effects of the write if its last run succeeded.
     fn effects(&self, into: &mut Effects);
     /// Answers the sender once the batch's fate is known.
@@ -129,6 +157,57 @@ impl<M: WriteOp> Pending for Queued<M> {
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
+    }
+
+    fn run_all(
+        &mut self,
+        rest: &mut [Box<dyn Pending>],
+        conn: &mut DbConnection,
+        faults: &FailurePoints,
+    ) -> (usize, bool) {
+        let same = rest
+            .iter()
+            .take_while(|p| (***p).type_id() == TypeId::of::<Self>())
+            .count();
+        if same == 0 {
+            return (1, self.run(conn, false, faults));
+        }
+        let mut run: Vec<&mut Queued<M>> = Vec::with_capacity(same + 1);
+        run.push(self);
+        for p in &mut rest[..same] {
+            run.push(p.as_any().downcast_mut().expect("checked type"));
+        }
+        // A failure point fires for its own op alone, as in `run`.
+        if let Some(point) = M::FAILURE_POINT {
+            for q in run.iter_mut() {
+                if catch_unwind(AssertUnwindSafe(|| faults.panic_if_armed(point))).is_err() {
+                    let op = std::any::type_name::<M>();
+                    log::error!("write op {op} panicked; the rest of its batch goes on");
+                    q.outcome = Some(Err(StoreError::Database(format!("write op {op} panicked"))));
+                    return (same + 1, false);
+                }
+            }
+        }
+        let ops: Vec<&M> = run.iter().map(|q| &q.op).collect();
+        let applied =
+            catch_unwind(AssertUnwindSafe(|| M::apply_all(&ops, conn))).unwrap_or_else(|_| {
+                let op = std::any::type_name::<M>();
+                log::error!("write ops {op} panicked together; run again one by one");
+                Err(StoreError::Database(format!("write op {op} panicked")))
+            });
+        match applied {
+            Ok(outputs) if outputs.len() == run.len() => {
+                for (q, output) in run.into_iter().zip(outputs) {
+                    q.outcome = Some(Ok(output));
+                }
+                (same + 1, true)
+            }
+            _ => (same + 1, false),
+        }
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
     }
 
     fn effects(&self, into: &mut Effects) {
@@ -281,10 +360,19 @@ fn run_batch(
     op_failed: &mut bool,
 ) -> Result<Effects, diesel::result::Error> {
     conn.transaction(|c| {
-        for pending in batch.iter_mut() {
-            if !pending.run(c, savepoints, faults) && !savepoints {
-                *op_failed = true;
-                return Err(diesel::result::Error::RollbackTransaction);
+        if savepoints {
+            for pending in batch.iter_mut() {
+                pending.run(c, true, faults);
+            }
+        } else {
+            let mut next = 0;
+            while let Some((first, rest)) = batch[next..].split_first_mut() {
+                let (ran, ok) = first.run_all(rest, c, faults);
+                if !ok {
+                    *op_failed = true;
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+                next += ran;
             }
         }
         let mut effects = Effects::default();

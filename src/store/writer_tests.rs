@@ -236,6 +236,54 @@ fn a_failing_op_makes_its_batch_run_again_with_savepoints_and_only_then() {
     assert_eq!(h.rows(), [1, 2, 3, 4]);
 }
 
+/// Inserts a number; a run of them is one multi-row insert, and counts those runs. A
+/// negative number fails on its own (as a constraint would), alone or in a run.
+struct InsertAll(i64, Arc<std::sync::atomic::AtomicUsize>);
+
+impl WriteOp for InsertAll {
+    type Output = ();
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<()> {
+        Self::apply_all(&[self], conn).map(|_| ())
+    }
+    fn apply_all(ops: &[&Self], conn: &mut DbConnection) -> StoreResult<Vec<()>> {
+        if ops.len() > 1 {
+            ops[0].1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        if ops.iter().any(|op| op.0 < 0) {
+            return Err(StoreError::Conflict("negative"));
+        }
+        let values: Vec<String> = ops.iter().map(|op| format!("({})", op.0)).collect();
+        conn.batch_execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))?;
+        Ok(vec![(); ops.len()])
+    }
+}
+
+#[test]
+fn a_run_of_one_op_type_is_applied_at_once_and_a_failure_in_it_stays_its_own() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let h = Harness::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let all = |n: i64| op(InsertAll(n, runs.clone()));
+    // Two runs of the type, split by another op; the second run is a single op.
+    let answers = h.batch(vec![all(1), all(2), all(3), op(Insert(10)), all(4)], None);
+    assert_eq!(answers, [Ok(()), Ok(()), Ok(()), Ok(()), Ok(())]);
+    assert_eq!(
+        runs.load(SeqCst),
+        1,
+        "one multi-row insert for the first run"
+    );
+    assert_eq!(h.rows(), [1, 2, 3, 4, 10]);
+
+    // A failing op in a run: the run fails, the batch runs again op by op, and only the
+    // failing op answers an error.
+    let answers = h.batch(vec![all(5), all(-1), all(6)], None);
+    assert_eq!(
+        answers,
+        [Ok(()), Err(StoreError::Conflict("negative")), Ok(())]
+    );
+    assert_eq!(h.rows(), [1, 2, 3, 4, 5, 6, 10]);
+}
+
 /// A pending snapshot job of e-shop 1.
 fn pending_job() -> crate::db::jobs::Job {
     queued_in("snapshots")
@@ -243,26 +291,7 @@ fn pending_job() -> crate::db::jobs::Job {
 
 /// A pending job of e-shop 1 in `queue`.
 fn queued_in(queue: &str) -> crate::db::jobs::Job {
-    crate::db::jobs::Job {
-        id: crate::model::ids::new_job_id(),
-        eshop_id: 1,
-        endpoint: "/api/products/snapshot".into(),
-        queue: queue.into(),
-        status: "pending".into(),
-        params: "{}".into(),
-        creation_time: crate::model::time::now(),
-        started_time: None,
-        completion_time: None,
-        attempt: 0,
-        lease_owner: None,
-        lease_expires: None,
-        result_secret: crate::model::ids::new_result_secret(),
-        result_ext: None,
-        result_content_type: None,
-        result_size: None,
-        valid_until: None,
-        log: String::new(),
-    }
+    crate::db::jobs::pending_for_tests(queue)
 }
 
 #[test]
@@ -302,6 +331,7 @@ fn one_batch_mixes_submits_completions_and_kills() {
     };
     let finish = |attempt| FinishJob {
         id: to_finish.id.clone(),
+        eshop_id: 1,
         attempt,
         outcome: Outcome::Failed,
         log: "failed: test\n".into(),
