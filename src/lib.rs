@@ -50,6 +50,7 @@ pub struct App {
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     supervisor: Addr<Supervisor>,
     _single_node_lock: Option<std::fs::File>,
+    _checkpointer: Option<db::checkpoint::Checkpointer>,
 }
 
 impl App {
@@ -127,6 +128,10 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         recover_previous_run(&mut writer_conn, &config, &metrics)?;
     }
     let pool = db::connect(&backend, config.db_pool_size)?;
+    let checkpointer = match &backend {
+        Backend::Sqlite(_) => Some(db::checkpoint::start(backend.establish()?)?),
+        Backend::Postgres(_) => None,
+    };
     let faults = Arc::new(faults::FailurePoints::default());
     let events = Arc::new(Events::default());
     let store = Store::new(
@@ -218,6 +223,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         server_task,
         supervisor,
         _single_node_lock: lock,
+        _checkpointer: checkpointer,
     })
 }
 

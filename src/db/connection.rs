@@ -56,11 +56,14 @@ impl Backend {
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)
                     .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
-                // busy_timeout first: switching to WAL can itself meet a lock.
-                conn.batch_execute(
+                // busy_timeout first: switching to WAL can itself meet a lock. The WAL
+                // is checkpointed off the writer thread ([`super::checkpoint`]).
+                conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA wal_autocheckpoint = {};",
+                    super::checkpoint::WAL_PAGES
+                ))
                 .map_err(|e| format!("cannot configure SQLite database {path}: {e}"))?;
                 Ok(DbConnection::Sqlite(conn))
             }

@@ -14,8 +14,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 use std::sync::LazyLock;
 
-/// A job as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// A job as stored (serialized as a row of [`insert_all`]'s JSON on PostgreSQL).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = jobs)]
 pub struct Job {
     /// 7 lower-case letters and digits.
@@ -156,6 +156,47 @@ pub fn insert(
             .execute(conn)
             .map_err(raced)?;
     }
+    insert_row(conn, job)?;
+    Ok((job.id.clone(), true))
+}
+
+/// Inserts jobs that carry no idempotency key. On PostgreSQL two or more are one statement
+/// whatever their number (the rows travel as one JSON parameter, so it is prepared once):
+/// one round trip instead of one per job. On SQLite, in-process, the cached single-row
+/// insert per job costs less than unpacking a JSON batch (measured: twice the CPU).
+pub fn insert_all(conn: &mut DbConnection, batch: &[&Job]) -> StoreResult<()> {
+    if batch.len() > 1 {
+        if let DbConnection::Pg(c) = conn {
+            let rows =
+                serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
+            prepared(PG_INSERT_ALL, &[Param::Text(&rows)])
+                .execute(c)
+                .map_err(raced)?;
+            return Ok(());
+        }
+    }
+    for job in batch {
+        insert_row(conn, job)?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL's insert of a batch of jobs: one row per element of the JSON array ?1.
+const PG_INSERT_ALL: &str = "\
+    INSERT INTO jobs (id, eshop_id, endpoint, queue, status, params, creation_time, \
+        started_time, completion_time, attempt, lease_owner, lease_expires, result_secret, \
+        result_ext, result_content_type, result_size, valid_until, log) \
+    SELECT id, eshop_id, endpoint, queue, status, params, creation_time, started_time, \
+        completion_time, attempt, lease_owner, lease_expires, result_secret, result_ext, \
+        result_content_type, result_size, valid_until, log \
+    FROM jsonb_to_recordset(?1::jsonb) AS x(id text, eshop_id bigint, endpoint text, \
+        queue text, status text, params text, creation_time bigint, started_time bigint, \
+        completion_time bigint, attempt integer, lease_owner text, lease_expires bigint, \
+        result_secret text, result_ext text, result_content_type text, result_size bigint, \
+        valid_until bigint, log text)";
+
+/// Inserts one job row (a cached statement).
+fn insert_row(conn: &mut DbConnection, job: &Job) -> StoreResult<()> {
     prepared(
         "INSERT INTO jobs (id, eshop_id, endpoint, queue, status, params, creation_time, \
             started_time, completion_time, attempt, lease_owner, lease_expires, result_secret, \
@@ -184,7 +225,7 @@ pub fn insert(
     )
     .execute(conn)
     .map_err(raced)?;
-    Ok((job.id.clone(), true))
+    Ok(())
 }
 
 /// A job id already taken, or an idempotency key inserted by a concurrent request: the

@@ -15,6 +15,9 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text, Untyped};
 use diesel::{QueryResult, RunQueryDsl};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 /// One parameter value.
 #[derive(Debug, Clone, Copy)]
@@ -60,22 +63,11 @@ where
     Option<i32>: ToSql<Nullable<Integer>, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let mut rest = self.sql;
-        while let Some(at) = rest.find('?') {
-            let digits = rest[at + 1..]
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
-            let index = rest[at + 1..at + 1 + digits]
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| n.checked_sub(1));
-            let Some(index) = index else {
-                out.push_sql(&rest[..=at]);
-                rest = &rest[at + 1..];
+        for piece in template(self.sql).iter() {
+            out.push_sql(piece.text);
+            let Some(index) = piece.param else {
                 continue;
             };
-            out.push_sql(&rest[..at]);
             match self.params.get(index) {
                 Some(Param::Text(v)) => out.push_bind_param::<Text, str>(v)?,
                 Some(Param::BigInt(v)) => out.push_bind_param::<BigInt, i64>(v)?,
@@ -95,11 +87,65 @@ where
                     ))
                 }
             }
-            rest = &rest[at + 1 + digits..];
         }
-        out.push_sql(rest);
         Ok(())
     }
+}
+
+/// A piece of a statement's text: SQL, then the parameter that follows it (if any).
+#[derive(Debug)]
+struct Piece {
+    text: &'static str,
+    /// Index into the parameters (`?1` is 0).
+    param: Option<usize>,
+}
+
+thread_local! {
+    /// The pieces of each statement, by the address of its text: diesel walks a statement
+    /// three times per execution (cache key, cacheability, binds), and scanning its text
+    /// for `?n` each time cost more than the insert's own binding.
+    static TEMPLATES: RefCell<HashMap<usize, Rc<[Piece]>>> = RefCell::default();
+}
+
+/// The pieces of `sql`, split once per thread.
+fn template(sql: &'static str) -> Rc<[Piece]> {
+    TEMPLATES.with(|t| {
+        t.borrow_mut()
+            .entry(sql.as_ptr() as usize)
+            .or_insert_with(|| split(sql))
+            .clone()
+    })
+}
+
+/// Splits `sql` at its `?n` parameters; a `?` without a number (or `?0`) stays text.
+fn split(sql: &'static str) -> Rc<[Piece]> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while let Some(found) = sql[at..].find('?') {
+        let q = at + found;
+        let digits = sql[q + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        let index = sql[q + 1..q + 1 + digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1));
+        match index {
+            Some(index) => {
+                pieces.push(Piece {
+                    text: &sql[start..q],
+                    param: Some(index),
+                });
+                start = q + 1 + digits;
+                at = start;
+            }
+            None => at = q + 1,
+        }
+    }
+    pieces.push(Piece {
+        text: &sql[start..],
+        param: None,
+    });
+    pieces.into()
 }
 
 impl QueryId for Prepared<'_> {

@@ -49,6 +49,27 @@ impl WriteOp for SubmitJob {
             created,
         })
     }
+    /// The run's jobs without an idempotency key in one insert ([`jobs::insert_all`]), then
+    /// those with a key one by one in the run's order, so that a key sent twice in one
+    /// batch answers the job of its first op, as in two batches.
+    fn apply_all(ops: &[&Self], conn: &mut DbConnection) -> StoreResult<Vec<Submitted>> {
+        let fresh: Vec<&Job> = ops
+            .iter()
+            .filter(|op| op.idempotency_key.is_none())
+            .map(|op| &op.job)
+            .collect();
+        jobs::insert_all(conn, &fresh)?;
+        ops.iter()
+            .map(|op| match op.idempotency_key {
+                None => Ok(Submitted {
+                    job_id: op.job.id.clone(),
+                    queue: op.job.queue.clone(),
+                    created: true,
+                }),
+                Some(_) => op.apply(conn),
+            })
+            .collect()
+    }
     fn effects(&self, submitted: &Submitted, effects: &mut Effects) {
         if submitted.created {
             effects.job_queued(&submitted.queue);

@@ -284,6 +284,69 @@ fn a_run_of_one_op_type_is_applied_at_once_and_a_failure_in_it_stays_its_own() {
     assert_eq!(h.rows(), [1, 2, 3, 4, 5, 6, 10]);
 }
 
+/// A batch of submits: those without a key are one insert, those with a key answer one job
+/// per key, in the batch and across batches; a job id taken fails its own op alone.
+#[test]
+fn a_batch_of_submits_answers_one_job_per_idempotency_key() {
+    use super::super::{SubmitJob, Submitted};
+    use diesel::QueryDsl;
+    let h = Harness::new();
+    let submit = |key: Option<&str>| SubmitJob {
+        job: pending_job(),
+        idempotency_key: key.map(str::to_string),
+    };
+    let run = |ops: Vec<SubmitJob>| -> Vec<StoreResult<Submitted>> {
+        let (queued, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(queue).unzip();
+        h.gated(queued, None);
+        answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect()
+    };
+    let first = run(vec![submit(Some("old"))]).remove(0).unwrap();
+    let ops = vec![
+        submit(None),
+        submit(Some("k")),
+        submit(None),
+        submit(Some("k")),
+        submit(Some("old")),
+        submit(Some("other")),
+    ];
+    let ids: Vec<String> = ops.iter().map(|op| op.job.id.clone()).collect();
+    let answers: Vec<Submitted> = run(ops).into_iter().map(Result::unwrap).collect();
+    let got: Vec<(&str, bool)> = answers
+        .iter()
+        .map(|a| (a.job_id.as_str(), a.created))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ids[0].as_str(), true),
+            (ids[1].as_str(), true),
+            (ids[2].as_str(), true),
+            (ids[1].as_str(), false),
+            (first.job_id.as_str(), false),
+            (ids[5].as_str(), true),
+        ]
+    );
+    // A job id already taken fails its own op (the handler retries it with a new id).
+    let mut taken = submit(None);
+    taken.job.id = ids[0].clone();
+    let answers = run(vec![submit(None), taken, submit(Some("k"))]);
+    assert!(answers[0].as_ref().is_ok_and(|a| a.created));
+    assert_eq!(
+        answers[1].as_ref().unwrap_err(),
+        &StoreError::Conflict("job-insert-raced")
+    );
+    assert_eq!(answers[2].as_ref().unwrap().job_id, ids[1]);
+    let mut conn = h.backend.establish().unwrap();
+    let count: i64 = crate::db::schema::jobs::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(count, 1 + 4 + 1);
+}
+
 /// A pending snapshot job of e-shop 1.
 fn pending_job() -> crate::db::jobs::Job {
     queued_in("snapshots")

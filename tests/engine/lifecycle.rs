@@ -2,7 +2,9 @@
 
 use crate::common::{eventually, is_api_time, Backend, TestApp};
 use flate2::read::GzDecoder;
+use futures_util::future::join_all;
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -306,6 +308,47 @@ async fn idempotency_key_answers_the_same_job(backend: Backend) {
     assert_eq!(list.body["data"]["paginator"]["totalCount"], 2);
 }
 
+/// Submits sent together land in one batch of the writer, where the jobs without a key
+/// are one insert and those with a key go one by one: each key still answers one job,
+/// and a key sent before answers its earlier job.
+async fn concurrent_submits_with_and_without_keys(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let submit = |key: Option<&'static str>| {
+        let mut req = t
+            .client
+            .get(t.url("/api/products/snapshot"))
+            .bearer_auth(t.token.clone());
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        t.send(req)
+    };
+    let earlier = submit(Some("earlier")).await;
+    assert_eq!(earlier.status, 202, "{}", earlier.body);
+    let keys = [None, Some("dup-1"), Some("dup-2"), Some("earlier")];
+    let sent: Vec<Option<&str>> = (0..32).map(|i| keys[i % keys.len()]).collect();
+    let answers = join_all(sent.iter().map(|&key| submit(key))).await;
+    let mut by_key: HashMap<Option<&str>, HashSet<String>> = HashMap::new();
+    for (key, answer) in sent.iter().zip(&answers) {
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        let id = answer.body["data"]["jobId"].as_str().unwrap().to_string();
+        by_key.entry(*key).or_default().insert(id);
+    }
+    assert_eq!(by_key[&None].len(), 8, "a job per submit without a key");
+    for key in ["dup-1", "dup-2"] {
+        assert_eq!(by_key[&Some(key)].len(), 1, "one job for {key}");
+    }
+    let earlier_id = earlier.body["data"]["jobId"].as_str().unwrap();
+    assert_eq!(
+        by_key[&Some("earlier")],
+        HashSet::from([earlier_id.to_string()])
+    );
+    let all: HashSet<&String> = by_key.values().flatten().collect();
+    assert_eq!(all.len(), 8 + 3, "no job id answered for two keys");
+    let list = t.get("/api/system/jobs").await;
+    assert_eq!(list.body["data"]["paginator"]["totalCount"], 8 + 3);
+}
+
 async fn result_expires_after_valid_until(backend: Backend) {
     let t = TestApp::spawn_with(backend, |c| c.result_ttl = Duration::from_millis(500)).await;
     let job_id = t.submit_snapshot("").await;
@@ -361,6 +404,7 @@ crate::on_both_backends!(
     kill_running_job,
     job_past_max_run_time_is_killed,
     idempotency_key_answers_the_same_job,
+    concurrent_submits_with_and_without_keys,
     result_expires_after_valid_until,
     jobs_are_gone_after_retention,
     times_use_the_configured_zone,
