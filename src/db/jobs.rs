@@ -421,7 +421,7 @@ pub fn claim(
     // get more than the cap, nor the batch more than the limit. A claim so costs
     // O(e-shops × min(cap, limit)), not O(pending jobs): at 100 000 pending jobs of 8
     // e-shops the SQLite statement takes 1.7 ms instead of 250 ms for a window over them all.
-    const SHOPS: &str = "\
+    const SQLITE_SHOPS: &str = "\
         WITH RECURSIVE shops(eshop_id) AS ( \
             SELECT MIN(eshop_id) FROM jobs WHERE queue = ?1 AND status = 'pending' \
             UNION ALL \
@@ -436,7 +436,7 @@ pub fn claim(
     // planning and so re-prepares the statement at every new binding, which was 30 % of
     // the server's time under load (see `db::prepared`).
     // SQLite has no LATERAL: a correlated `IN (… LIMIT)` list per e-shop, looked up by key.
-    const SQLITE_CANDIDATES: &str = "\
+    const SQLITE_CLAIM: &str = "\
         ranked AS ( \
             SELECT p.id, p.eshop_id, p.creation_time, \
                 ROW_NUMBER() OVER (PARTITION BY p.eshop_id ORDER BY p.creation_time, p.id) AS rn \
@@ -444,22 +444,7 @@ pub fn claim(
                 SELECT q.id FROM jobs q \
                 WHERE q.queue = ?1 AND q.status = 'pending' AND q.eshop_id = s.eshop_id \
                 ORDER BY q.creation_time, q.id LIMIT MIN(?2, ?3)) \
-        ), ";
-    // PostgreSQL: LATERAL; rows another transaction holds (a kill, a concurrent claim) are
-    // skipped, not waited for.
-    const PG_CANDIDATES: &str = "\
-        ranked AS ( \
-            SELECT c.id, c.eshop_id, c.creation_time, \
-                ROW_NUMBER() OVER (PARTITION BY c.eshop_id ORDER BY c.creation_time, c.id) AS rn \
-            FROM shops s CROSS JOIN LATERAL ( \
-                SELECT p.id, p.eshop_id, p.creation_time FROM jobs p \
-                WHERE p.queue = ?1 AND p.status = 'pending' AND p.eshop_id = s.eshop_id \
-                ORDER BY p.creation_time, p.id LIMIT LEAST(?2, ?3) FOR UPDATE SKIP LOCKED) c \
-        ), ";
-    // The limit is an expression, not a bare parameter: SQLite (3.47 and later) builds a
-    // bare `LIMIT ?` into the plan and so prepares the statement again on every call.
-    const PICK_AND_CLAIM: &str = "\
-        picked AS ( \
+        ), picked AS ( \
             SELECT r.id FROM ranked r LEFT JOIN running u ON u.eshop_id = r.eshop_id \
             WHERE r.rn + COALESCE(u.n, 0) <= ?2 \
             ORDER BY r.creation_time, r.id LIMIT (?3 + 0) \
@@ -468,10 +453,56 @@ pub fn claim(
             lease_expires = ?5, started_time = ?6 \
         WHERE id IN (SELECT id FROM picked) AND status = 'pending' \
         RETURNING id, eshop_id, endpoint, params, attempt";
-    static SQLITE_CLAIM: LazyLock<String> =
-        LazyLock::new(|| format!("{SHOPS}{SQLITE_CANDIDATES}{PICK_AND_CLAIM}"));
-    static PG_CLAIM: LazyLock<String> =
-        LazyLock::new(|| format!("{SHOPS}{PG_CANDIDATES}{PICK_AND_CLAIM}"));
+    static SQLITE: LazyLock<String> = LazyLock::new(|| format!("{SQLITE_SHOPS}{SQLITE_CLAIM}"));
+    // PostgreSQL: the same walk, written so that no plan can read the backlog or the
+    // history, whatever the statistics say (a plan cached while the table was small, or
+    // from an ANALYZE taken when every job was pending, read every pending job or every
+    // finished one of an e-shop at each claim: docs/benchmarks.md, "The PostgreSQL claim
+    // read the whole backlog"):
+    // - every probe orders by `(queue, eshop_id …)` and bounds it by row comparisons, so
+    //   the claim index is the only index that serves it (`queue = ?1` would let an index
+    //   on `eshop_id` serve the same order through the history);
+    // - the running count is looked up per e-shop found, through `jobs_running`;
+    // - the candidates are locked `FOR UPDATE SKIP LOCKED` (rows another transaction holds,
+    //   a kill or a claim on another node, are skipped, not waited for) and updated by
+    //   their `ctid`: no join or filter on `jobs` that a plan could turn into a scan. Their
+    //   status is checked when they are locked (`p.status = 'pending'`); the lock keeps it
+    //   `pending` until this statement moves it to `running`.
+    // `claim` also makes PostgreSQL plan it for every call (`plan_cache_mode`), since a
+    // generic plan is fixed at the size the table had when it was made.
+    const PG_CLAIM: &str = "\
+        WITH RECURSIVE shops(queue, eshop_id) AS ( \
+            (SELECT j.queue, j.eshop_id FROM jobs j \
+             WHERE j.status = 'pending' AND j.queue >= ?1 \
+             ORDER BY j.queue, j.eshop_id LIMIT 1) \
+            UNION ALL \
+            SELECT n.queue, n.eshop_id FROM shops s CROSS JOIN LATERAL ( \
+                SELECT j.queue, j.eshop_id FROM jobs j \
+                WHERE j.status = 'pending' AND (j.queue, j.eshop_id) > (s.queue, s.eshop_id) \
+                ORDER BY j.queue, j.eshop_id LIMIT 1) n \
+            WHERE s.queue = ?1 \
+        ), ranked AS ( \
+            SELECT c.row, c.eshop_id, c.creation_time, c.id, u.n AS running, \
+                ROW_NUMBER() OVER (PARTITION BY c.eshop_id ORDER BY c.creation_time, c.id) AS rn \
+            FROM shops s CROSS JOIN LATERAL ( \
+                SELECT p.ctid AS row, p.id, p.eshop_id, p.creation_time FROM jobs p \
+                WHERE p.status = 'pending' \
+                    AND (p.queue, p.eshop_id) >= (s.queue, s.eshop_id) \
+                    AND (p.queue, p.eshop_id) <= (s.queue, s.eshop_id) \
+                ORDER BY p.queue, p.eshop_id, p.creation_time, p.id \
+                LIMIT LEAST(?2, ?3) FOR UPDATE SKIP LOCKED) c \
+            CROSS JOIN LATERAL ( \
+                SELECT COUNT(*) AS n FROM jobs r \
+                WHERE r.queue = ?1 AND r.status = 'running' AND r.eshop_id = s.eshop_id) u \
+            WHERE s.queue = ?1 \
+        ), picked AS ( \
+            SELECT r.row FROM ranked r WHERE r.rn + r.running <= ?2 \
+            ORDER BY r.creation_time, r.id LIMIT ?3 \
+        ) \
+        UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?4, \
+            lease_expires = ?5, started_time = ?6 \
+        WHERE ctid = ANY (ARRAY(SELECT row FROM picked)) \
+        RETURNING id, eshop_id, endpoint, params, attempt";
     let params = [
         Param::Text(queue),
         Param::BigInt(max_per_eshop),
@@ -481,16 +512,21 @@ pub fn claim(
         Param::BigInt(now),
     ];
     let mut claimed: Vec<ClaimedJob> = match conn {
-        DbConnection::Sqlite(c) => prepared(&SQLITE_CLAIM, &params).load(c)?,
+        DbConnection::Sqlite(c) => prepared(&SQLITE, &params).load(c)?,
         DbConnection::Pg(c) => {
             // Claims of one queue are serialised across nodes for the length of this
-            // transaction, so the per-e-shop cap holds cluster-wide.
+            // transaction, so the per-e-shop cap holds cluster-wide. The claim is planned
+            // for this call, with the table's size now (see `PG_CLAIM`); the rest of the
+            // writer's transaction goes back to cached plans.
             prepared(
-                "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1))",
+                "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1)), \
+                    set_config('plan_cache_mode', 'force_custom_plan', true)",
                 &params[..1],
             )
             .execute(c)?;
-            prepared(&PG_CLAIM, &params).load(c)?
+            let claimed = prepared(PG_CLAIM, &params).load(c)?;
+            diesel::sql_query("RESET plan_cache_mode").execute(c)?;
+            claimed
         }
     };
     claimed.sort_by(|a, b| a.id.cmp(&b.id));

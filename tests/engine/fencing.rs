@@ -204,9 +204,106 @@ async fn claims_stay_fair_over_many_eshops_and_a_long_backlog(backend: Backend) 
     }
 }
 
+/// The queue a job is in, and its creation time.
+fn queue_and_creation(conn: &mut jobline::db::DbConnection, id: &str) -> (String, i64) {
+    use diesel::prelude::*;
+    use jobline::db::schema::jobs::dsl;
+    dsl::jobs
+        .find(id)
+        .select((dsl::queue, dsl::creation_time))
+        .first(conn)
+        .unwrap()
+}
+
+async fn claims_stay_oldest_first_per_queue_after_many_claims_and_finishes(backend: Backend) {
+    let t = TestApp::spawn_with(backend, no_workers).await;
+    let mut conn = t.db.connect();
+    let zone = Zone::utc();
+    // E-shops 1 to 4 with 100 snapshot jobs each, and older jobs of the same e-shops in a
+    // queue named before it and one named after it: a claim that strayed out of its queue
+    // (the PostgreSQL claim walks the claim index by `(queue, eshop_id)`) would take those.
+    const ESHOPS: i64 = 4;
+    let start = time::now() - 3600 * S;
+    let mut created = start;
+    let mut at = || {
+        created += 1;
+        created
+    };
+    use diesel::Connection;
+    conn.transaction(|c| {
+        for queue in ["images", "snapshots-z"] {
+            for e in 1..=ESHOPS {
+                for _ in 0..3 {
+                    let job = jobs::Job {
+                        queue: queue.into(),
+                        ..pending_job(e, at())
+                    };
+                    jobs::insert(c, &job, None, S).unwrap();
+                }
+            }
+        }
+        for _ in 0..100 {
+            for e in 1..=ESHOPS {
+                jobs::insert(c, &pending_job(e, at()), None, S).unwrap();
+            }
+        }
+        Ok::<_, diesel::result::Error>(())
+    })
+    .unwrap();
+    // Two jobs of e-shop 1 run in another queue: they do not count against its cap here.
+    let now = time::now();
+    let images = jobs::claim(&mut conn, "images", "n", 2, 2, now + 30 * S, now).unwrap();
+    assert_eq!(
+        images.iter().map(|j| j.eshop_id).collect::<Vec<_>>(),
+        [1, 1]
+    );
+    // Many rounds of claims and finishes, as workers do: every claim takes, per e-shop, its
+    // oldest pending snapshot jobs, never more than the cap, never another queue's.
+    let mut next = [0i64; ESHOPS as usize];
+    for round in 0..50 {
+        let now = time::now();
+        let claimed = jobs::claim(&mut conn, "snapshots", "n", 6, 2, now + 30 * S, now).unwrap();
+        assert_eq!(claimed.len(), 6, "round {round}: {claimed:?}");
+        let mut per_shop = std::collections::HashMap::new();
+        let mut by_age: Vec<(i64, i64)> = Vec::new();
+        for j in &claimed {
+            let (queue, created) = queue_and_creation(&mut conn, &j.id);
+            assert_eq!(queue, "snapshots", "round {round}: {j:?}");
+            *per_shop.entry(j.eshop_id).or_insert(0) += 1;
+            by_age.push((created, j.eshop_id));
+        }
+        assert!(
+            per_shop.values().all(|n| *n <= 2),
+            "round {round}: {per_shop:?}"
+        );
+        by_age.sort();
+        for (created, e) in by_age {
+            // The k-th snapshot job of e-shop e was created k * ESHOPS + e after the others.
+            let k = next[e as usize - 1];
+            assert_eq!(
+                created,
+                start + 24 + k * ESHOPS + e,
+                "round {round}, e-shop {e}"
+            );
+            next[e as usize - 1] += 1;
+        }
+        for j in &claimed {
+            assert!(jobs::finish(&mut conn, &j.id, 1, &Outcome::Failed, "", &zone, S).unwrap());
+        }
+    }
+    // 300 claimed in all, 100 left; the other queues' pending jobs untouched.
+    assert_eq!(next.iter().sum::<i64>(), 300);
+    let now = time::now();
+    let rest = jobs::claim(&mut conn, "snapshots", "n", 100, 100, now + 30 * S, now).unwrap();
+    assert_eq!(rest.len(), 100, "{rest:?}");
+    let other = jobs::claim(&mut conn, "snapshots-z", "n", 100, 100, now + 30 * S, now).unwrap();
+    assert_eq!(other.len(), 3 * ESHOPS as usize);
+}
+
 crate::on_both_backends!(
     stale_attempt_cannot_complete,
     attempts_run_out,
     claims_are_fair_between_eshops,
-    claims_stay_fair_over_many_eshops_and_a_long_backlog
+    claims_stay_fair_over_many_eshops_and_a_long_backlog,
+    claims_stay_oldest_first_per_queue_after_many_claims_and_finishes
 );
