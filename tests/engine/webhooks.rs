@@ -929,7 +929,11 @@ async fn a_batch_for_many_targets_is_delivered_once_each(backend: Backend) {
         // Keep-alive: the deliveries to one target reuse their connections. Not "at most
         // one per slot": under load the client's pool may open a connection in a race with
         // one that is about to come back idle (CI saw 9 for 8 slots).
-        assert!(peers.len() < EACH, "shop {shop}: {} connections", peers.len());
+        assert!(
+            peers.len() < EACH,
+            "shop {shop}: {} connections",
+            peers.len()
+        );
     }
     use jobline::db::deliveries::{list, NotificationFilter};
     let success = NotificationFilter {
