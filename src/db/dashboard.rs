@@ -5,7 +5,7 @@
 use super::jobs::{retained, with_filter, Job, JobFilter};
 use super::schema::{jobs, notification_attempts, notifications, webhooks};
 use super::webhooks::Webhook;
-use super::DbConnection;
+use super::{literal, DbConnection};
 use crate::error::StoreResult;
 use crate::model::{ids, Micros};
 use diesel::dsl::count_star;
@@ -16,14 +16,6 @@ pub const COUNT_CAP: i64 = 10_000;
 
 /// Most rows one bulk action touches; the confirmation page says so when there are more.
 pub const BULK_MAX: i64 = 1_000;
-
-/// A status condition written into the SQL text rather than bound as a parameter, so that
-/// PostgreSQL can match the partial index made for it (`jobs_claim`, `jobs_running`,
-/// `notifications_due`) in every plan: a prepared statement's generic plan cannot, and
-/// falls back to scanning the table once the plan is cached.
-fn literal(condition: &'static str) -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
-    diesel::dsl::sql::<diesel::sql_types::Bool>(condition)
-}
 
 /// A count that stops at a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

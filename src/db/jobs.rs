@@ -6,7 +6,7 @@
 use super::notifications;
 use super::prepared::{prepared, Param};
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
-use super::DbConnection;
+use super::{literal, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{time, JobStatus, Micros, Zone};
 use diesel::dsl::count_star;
@@ -802,15 +802,6 @@ pub struct Recovered {
     pub requeued: Vec<String>,
     /// The id and endpoint of each job killed because it was out of attempts.
     pub killed: Vec<(String, String)>,
-}
-
-/// A condition on the status written as a literal, for the maintenance passes: with the
-/// status bound as a parameter, a plan (PostgreSQL's generic plan, SQLite's plan before it
-/// sees the value) cannot use the partial indexes (`jobs_lease`, `jobs_valid_until`) and
-/// reads the whole table once a second. Not cached by diesel, so each pass is planned
-/// with the table's size now; the order makes the index's range the natural plan.
-fn literal(condition: &'static str) -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
-    diesel::dsl::sql(condition)
 }
 
 /// Marks completed jobs past `valid_until` as `expired` and deletes their results; at most

@@ -24,3 +24,15 @@ pub mod signature_keys;
 pub mod webhooks;
 
 pub use connection::{connect, is_lost, migrate, Backend, DbConnection, DbPool};
+
+/// A status condition written into the SQL text rather than bound as a parameter, so that
+/// a plan can use the partial index made for it (`jobs_claim`, `jobs_running`, `jobs_lease`,
+/// `jobs_valid_until`, `notifications_due`): PostgreSQL's generic plan of a prepared
+/// statement and SQLite's plan before it sees the value cannot, and scan the table instead
+/// (the maintenance passes did, once a second). diesel does not cache a statement with a
+/// literal, so it is also planned with the table's size at each call.
+pub(crate) fn literal(
+    condition: &'static str,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>(condition)
+}
