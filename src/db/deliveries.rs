@@ -180,45 +180,22 @@ pub struct ClaimedDelivery {
 
 /// The claim: ?1 node, ?2 claim end, ?3 now, ?4 limit. The rows it takes return with their
 /// webhook and signing keys (subqueries of `RETURNING`), so a batch costs one statement
-/// whatever its size; the backends name their string aggregate differently.
-///
-/// SQLite: the limit is an expression, not a bare parameter: SQLite (3.47 and later)
-/// builds a bare `LIMIT ?` into the plan and so prepares the statement again whenever the
-/// parameter is bound, on every call.
-///
-/// PostgreSQL locks the rows it picks (`FOR UPDATE SKIP LOCKED`, which checks them again
-/// once locked) and updates them by `ctid`: with `WHERE id IN (…)`, a plan cached while
-/// the table was small, or made without statistics, joined the picked ids to a scan of
-/// the whole table: 166–220 ms and 410 000–506 000 buffers a claim once 7 000
-/// notifications waited (pg_stat_statements, `jobline bench` with 64 workers).
+/// whatever its size. PostgreSQL also locks the rows it picks; the backends name their
+/// string aggregate differently. The limit is an expression, not a bare parameter: SQLite
+/// (3.47 and later) builds a bare `LIMIT ?` into the plan and so prepares the statement
+/// again whenever the parameter is bound, on every call.
 macro_rules! claim_sql {
-    (sqlite) => {
+    ($lock:literal, $aggregate:literal) => {
         concat!(
             "UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
              WHERE id IN ( \
                 SELECT id FROM notifications \
                 WHERE status = 'pending' AND next_attempt_at <= ?3 \
                     AND (claim_expires IS NULL OR claim_expires < ?3) \
-                ORDER BY next_attempt_at, id LIMIT (?4 + 0)) \
-                AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) ",
-            claim_sql!(returning "group_concat")
-        )
-    };
-    (postgres) => {
-        concat!(
-            "WITH picked AS ( \
-                SELECT ctid AS row FROM notifications \
-                WHERE status = 'pending' AND next_attempt_at <= ?3 \
-                    AND (claim_expires IS NULL OR claim_expires < ?3) \
-                ORDER BY next_attempt_at, id LIMIT ?4 FOR UPDATE SKIP LOCKED) \
-             UPDATE notifications SET claimed_by = ?1, claim_expires = ?2 \
-             WHERE ctid = ANY (ARRAY(SELECT row FROM picked)) ",
-            claim_sql!(returning "string_agg")
-        )
-    };
-    (returning $aggregate:literal) => {
-        concat!(
-            "RETURNING id, event, payload, attempts, redelivery, \
+                ORDER BY next_attempt_at, id LIMIT (?4 + 0) ",
+            $lock,
+            ") AND status = 'pending' AND (claim_expires IS NULL OR claim_expires < ?3) \
+             RETURNING id, event, payload, attempts, redelivery, \
                 (SELECT w.id FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
                     AND w.event = notifications.event AND w.active) AS webhook_id, \
                 (SELECT w.url FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
@@ -248,8 +225,10 @@ pub fn claim(
         Param::BigInt(limit),
     ];
     let rows: Vec<ClaimedRow> = match conn {
-        DbConnection::Sqlite(c) => prepared(claim_sql!(sqlite), &params).load(c)?,
-        DbConnection::Pg(c) => prepared(claim_sql!(postgres), &params).load(c)?,
+        DbConnection::Sqlite(c) => prepared(claim_sql!("", "group_concat"), &params).load(c)?,
+        DbConnection::Pg(c) => {
+            prepared(claim_sql!("FOR UPDATE SKIP LOCKED", "string_agg"), &params).load(c)?
+        }
     };
     let mut claimed: Vec<ClaimedDelivery> = rows
         .into_iter()
