@@ -128,10 +128,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         recover_previous_run(&mut writer_conn, &config, &metrics)?;
     }
     let pool = db::connect(&backend, config.db_pool_size)?;
-    let checkpointer = match &backend {
-        Backend::Sqlite(_) => Some(db::checkpoint::start(backend.establish()?)?),
-        Backend::Postgres(_) => None,
-    };
+    let checkpointer = db::checkpoint::start(&backend)?;
     let faults = Arc::new(faults::FailurePoints::default());
     let events = Arc::new(Events::default());
     let store = Store::new(

@@ -118,3 +118,11 @@ impl Drop for BenchDatabase {
         }
     }
 }
+
+/// The PostgreSQL server unit tests create their databases on (`TEST_POSTGRES_URL`, else
+/// the local one).
+#[cfg(test)]
+pub(crate) fn test_server() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}

@@ -9,34 +9,104 @@
 //! writer's own automatic checkpoint stays as a backstop at [`WAL_PAGES`]: it then copies
 //! only what the last passive one left, and the WAL starts over from its beginning.
 
-use super::DbConnection;
-use diesel::connection::SimpleConnection;
+use super::{Backend, DbConnection};
+use diesel::sql_types::Integer;
+use diesel::{QueryableByName, RunQueryDsl};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// How long the checkpointer waits between checkpoints.
+/// How long the checkpointer waits between checkpoints while the WAL grows.
 const PAUSE: Duration = Duration::from_millis(25);
+
+/// The longest wait, reached while the WAL does not grow.
+const IDLE_PAUSE: Duration = Duration::from_millis(400);
 
 /// The WAL size (pages) at which a commit checkpoints by itself (SQLite's default is 1000).
 pub(crate) const WAL_PAGES: u32 = 8000;
 
 /// The running checkpointer; dropping it stops the thread.
-pub struct Checkpointer {
+pub(crate) struct Checkpointer {
     _stop: mpsc::Sender<()>,
 }
 
-/// Starts checkpointing the WAL of the SQLite database `conn` is open on.
-pub fn start(mut conn: DbConnection) -> Result<Checkpointer, String> {
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(QueryableByName)]
+struct Checkpointed {
+    /// Frames in the WAL.
+    #[diesel(sql_type = Integer)]
+    log: i32,
+}
+
+/// Starts checkpointing the WAL of a SQLite database, on a connection of its own; nothing
+/// to do on PostgreSQL.
+pub(crate) fn start(backend: &Backend) -> Result<Option<Checkpointer>, String> {
+    if backend.is_postgres() {
+        return Ok(None);
+    }
+    let DbConnection::Sqlite(mut conn) = backend.establish()? else {
+        return Ok(None);
+    };
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(PAUSE) {
-                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                    log::warn!("WAL checkpoint failed: {e}");
-                }
+            let (mut pause, mut frames) = (PAUSE, -1);
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
+                let checkpointed = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .get_result::<Checkpointed>(&mut conn);
+                pause = match checkpointed {
+                    Ok(c) => next_pause(pause, std::mem::replace(&mut frames, c.log) != c.log),
+                    Err(e) => {
+                        log::warn!("WAL checkpoint failed: {e}");
+                        IDLE_PAUSE
+                    }
+                };
             }
         })
         .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
-    Ok(Checkpointer { _stop: stop })
+    Ok(Some(Checkpointer { _stop: stop }))
+}
+
+/// The wait before the next checkpoint: short while the WAL grows, doubling up to
+/// [`IDLE_PAUSE`] while it does not.
+fn next_pause(pause: Duration, wal_changed: bool) -> Duration {
+    if wal_changed {
+        PAUSE
+    } else {
+        (pause * 2).min(IDLE_PAUSE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_grows_while_the_wal_does_not_and_snaps_back_when_it_does() {
+        let mut pause = PAUSE;
+        for _ in 0..10 {
+            pause = next_pause(pause, false);
+        }
+        assert_eq!(pause, IDLE_PAUSE);
+        assert_eq!(next_pause(pause, true), PAUSE);
+        assert_eq!(next_pause(PAUSE, false), PAUSE * 2);
+    }
+
+    #[test]
+    fn a_checkpoint_reads_the_wal_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::Sqlite(dir.path().join("c.db").display().to_string());
+        let DbConnection::Sqlite(mut conn) = backend.establish().unwrap() else {
+            unreachable!()
+        };
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut conn,
+            "CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1);",
+        )
+        .unwrap();
+        let c: Checkpointed = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result(&mut conn)
+            .unwrap();
+        assert!(c.log > 0, "the WAL holds the writes");
+    }
 }

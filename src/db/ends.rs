@@ -275,8 +275,6 @@ mod tests {
 
     #[test]
     fn postgres_writes_a_run_of_ends_in_one_statement() {
-        let server = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        a_run_of_ends(Some(&server));
+        a_run_of_ends(Some(&crate::bench::database::test_server()));
     }
 }

@@ -4,7 +4,7 @@
 
 pub mod backlog;
 pub mod backoff;
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod connection;
 pub mod dashboard;
 pub mod deliveries;

@@ -100,18 +100,22 @@ struct Piece {
     param: Option<usize>,
 }
 
+/// A static statement text's address and length.
+type TextKey = (usize, usize);
+
 thread_local! {
-    /// The pieces of each statement, by the address of its text: diesel walks a statement
+    /// The pieces of each statement, by the address and length of its text (a static
+    /// text's address is its identity; the length tells a prefix apart): diesel walks a statement
     /// three times per execution (cache key, cacheability, binds), and scanning its text
     /// for `?n` each time cost more than the insert's own binding.
-    static TEMPLATES: RefCell<HashMap<usize, Rc<[Piece]>>> = RefCell::default();
+    static TEMPLATES: RefCell<HashMap<TextKey, Rc<[Piece]>>> = RefCell::default();
 }
 
 /// The pieces of `sql`, split once per thread.
 fn template(sql: &'static str) -> Rc<[Piece]> {
     TEMPLATES.with(|t| {
         t.borrow_mut()
-            .entry(sql.as_ptr() as usize)
+            .entry((sql.as_ptr() as usize, sql.len()))
             .or_insert_with(|| split(sql))
             .clone()
     })

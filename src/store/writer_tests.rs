@@ -684,7 +684,5 @@ fn sqlite_lanes_share_the_one_writer() {
 
 #[test]
 fn postgres_lanes_commit_side_by_side() {
-    let server = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    lanes_commit_side_by_side_only_on_postgres(Some(server));
+    lanes_commit_side_by_side_only_on_postgres(Some(crate::bench::database::test_server()));
 }
