@@ -150,10 +150,22 @@ impl Worker {
                 Ok(Ok(Ok(meta))) => (Outcome::Completed(meta), "completed".to_string()),
             }
         };
-        let handle = ctx.spawn(
-            run.into_actor(self)
-                .then(|(outcome, last), act, _| act.finish(outcome, last)),
-        );
+        let attempt = (job.id.clone(), job.attempt);
+        let handle = ctx.spawn(run.into_actor(self).then(
+            move |(outcome, last), act, _| -> ResponseActFuture<Self, ()> {
+                // A kill may have abandoned this attempt in the tick its run ended, before the
+                // cancellation took: then there is nothing left to finish.
+                let held = act
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| (&c.job.id, c.job.attempt) == (&attempt.0, attempt.1));
+                if held {
+                    Box::pin(act.finish(outcome, last))
+                } else {
+                    Box::pin(fut::ready(()))
+                }
+            },
+        ));
         self.current = Some(Current {
             job,
             handle,
