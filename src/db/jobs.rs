@@ -435,15 +435,27 @@ pub fn claim(
     // `LIMIT (?3 + 0)`, not `LIMIT ?3`: SQLite reads a bare bound LIMIT as a constant while
     // planning and so re-prepares the statement at every new binding, which was 30 % of
     // the server's time under load (see `db::prepared`).
-    // SQLite has no LATERAL: a correlated `IN (… LIMIT)` list per e-shop, looked up by key.
+    // SQLite has no LATERAL. Per e-shop, `cut` finds the creation time of its
+    // min(?2, ?3)-th pending job (NULL when it has fewer), and `ranked` reads its pending
+    // jobs up to that time as one range of the claim index, which holds every column read
+    // here: no row of `jobs` is looked up for a candidate. (A correlated `IN (… LIMIT)`
+    // list per e-shop looked every candidate up by id, then its row: 280 µs for a claim
+    // of 17 jobs among 8 e-shops at 20 000 pending jobs, 210 µs this way.) Jobs created
+    // in the same microsecond as the cut may add candidates; the ranking drops them.
+    // `CROSS JOIN` keeps the e-shops the outer loop, so the plan cannot scan the queue.
     const SQLITE_CLAIM: &str = "\
-        ranked AS ( \
-            SELECT p.id, p.eshop_id, p.creation_time, \
-                ROW_NUMBER() OVER (PARTITION BY p.eshop_id ORDER BY p.creation_time, p.id) AS rn \
-            FROM shops s JOIN jobs p ON p.id IN ( \
-                SELECT q.id FROM jobs q \
+        cut AS ( \
+            SELECT s.eshop_id, ( \
+                SELECT q.creation_time FROM jobs q \
                 WHERE q.queue = ?1 AND q.status = 'pending' AND q.eshop_id = s.eshop_id \
-                ORDER BY q.creation_time, q.id LIMIT MIN(?2, ?3)) \
+                ORDER BY q.creation_time, q.id LIMIT 1 OFFSET MIN(?2, ?3) - 1) AS until \
+            FROM shops s WHERE s.eshop_id IS NOT NULL \
+        ), ranked AS ( \
+            SELECT q.id, q.eshop_id, q.creation_time, \
+                ROW_NUMBER() OVER (PARTITION BY q.eshop_id ORDER BY q.creation_time, q.id) AS rn \
+            FROM cut c CROSS JOIN jobs q \
+            WHERE q.queue = ?1 AND q.status = 'pending' AND q.eshop_id = c.eshop_id \
+                AND q.creation_time <= COALESCE(c.until, 9223372036854775807) \
         ), picked AS ( \
             SELECT r.id FROM ranked r LEFT JOIN running u ON u.eshop_id = r.eshop_id \
             WHERE r.rn + COALESCE(u.n, 0) <= ?2 \
@@ -925,3 +937,7 @@ pub(crate) fn pending_for_tests(queue: &str) -> Job {
         log: String::new(),
     }
 }
+
+#[cfg(test)]
+#[path = "claim_tests.rs"]
+mod claim_tests;

@@ -1,0 +1,111 @@
+//! The claim against a model of what it must pick, on both backends: many e-shops, a long
+//! backlog with jobs created in the same microsecond, e-shops that already run jobs, and
+//! claims of every size until the backlog is gone.
+
+use super::*;
+use crate::bench::database::BenchDatabase;
+use crate::db::{migrate, Backend};
+use crate::model::time;
+use std::collections::HashMap;
+
+/// What a claim must pick: per e-shop its oldest pending jobs up to the cap less what it
+/// runs, then the oldest `limit` of those (by creation time, then id).
+fn expected(
+    pending: &[(Micros, String, i64)],
+    running: &HashMap<i64, i64>,
+    cap: i64,
+    limit: usize,
+) -> Vec<String> {
+    let mut taken: HashMap<i64, i64> = HashMap::new();
+    let mut picked: Vec<&(Micros, String, i64)> = Vec::new();
+    for job in pending {
+        let n = taken.entry(job.2).or_default();
+        if *n + running.get(&job.2).copied().unwrap_or(0) < cap {
+            *n += 1;
+            picked.push(job);
+        }
+    }
+    let mut ids: Vec<String> = picked
+        .into_iter()
+        .take(limit)
+        .map(|j| j.1.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn claims_match_the_model(server: Option<&str>) {
+    let db = BenchDatabase::create(server).unwrap();
+    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
+    migrate(conn).unwrap();
+    let start = time::now();
+    let mut pending: Vec<(Micros, String, i64)> = Vec::new();
+    for i in 0..600i64 {
+        let mut job = pending_for_tests("snapshots");
+        // 12 e-shops, uneven: e-shop 1 holds a third of the backlog; every third job
+        // shares its microsecond with the one before.
+        job.eshop_id = if i % 3 == 0 { 1 } else { 2 + i % 11 };
+        job.creation_time = start + i - (i % 3 == 2) as i64;
+        insert(conn, &job, None, time::SECOND).unwrap();
+        pending.push((job.creation_time, job.id.clone(), job.eshop_id));
+    }
+    let mut other = pending_for_tests("images");
+    other.creation_time = start - 1;
+    insert(conn, &other, None, time::SECOND).unwrap();
+    pending.sort();
+
+    let cap = 4;
+    let lease = start + 60 * time::SECOND;
+    let mut running: HashMap<i64, i64> = HashMap::new();
+    let mut claimed_once = std::collections::HashSet::new();
+    let mut in_flight: Vec<(String, i64)> = Vec::new();
+    for (round, limit) in [1usize, 7, 17, 32, 3, 64, 500].iter().cycle().enumerate() {
+        if pending.is_empty() {
+            break;
+        }
+        assert!(round < 400, "the backlog never drained");
+        let want = expected(&pending, &running, cap, *limit);
+        let got: Vec<String> = claim(conn, "snapshots", "n", *limit as i64, cap, lease, start)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(got, want, "round {round}, limit {limit}");
+        for id in &got {
+            assert!(claimed_once.insert(id.clone()), "{id} claimed twice");
+            let at = pending.iter().position(|j| &j.1 == id).unwrap();
+            let eshop = pending.remove(at).2;
+            *running.entry(eshop).or_default() += 1;
+            in_flight.push((id.clone(), eshop));
+        }
+        // Jobs end between claims: every job of the e-shop that runs most.
+        let busiest = running
+            .iter()
+            .max_by_key(|(e, n)| (**n, -**e))
+            .map(|(e, _)| *e);
+        in_flight.retain(|(id, eshop)| {
+            if Some(*eshop) != busiest {
+                return true;
+            }
+            assert!(finish(conn, id, 1, &Outcome::Failed, "", &Zone::utc(), 0).unwrap());
+            *running.get_mut(eshop).unwrap() -= 1;
+            false
+        });
+    }
+    assert_eq!(claimed_once.len(), 600);
+    assert_eq!(
+        get(conn, 1, &other.id, 0).unwrap().status,
+        "pending",
+        "another queue's job"
+    );
+}
+
+#[test]
+fn sqlite_claims_match_the_model() {
+    claims_match_the_model(None);
+}
+
+#[test]
+fn postgres_claims_match_the_model() {
+    claims_match_the_model(Some(&crate::bench::database::test_server()));
+}
