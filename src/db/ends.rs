@@ -163,7 +163,7 @@ fn finish_all_on_pg(c: &mut diesel::PgConnection, ends: &[End]) -> StoreResult<V
                 valid_until: meta.map(|_| now + e.result_ttl),
                 seq: tail.map(|(seq, _)| *seq),
                 data: tail.map(|(_, data)| hex::encode(data)),
-                notification_id: ids::prefixed_id("msg"),
+                notification_id: ids::ordered_id("msg", now),
                 payload: job_finished_body(e.eshop_id, &e.zone.format(now), e.id),
             }
         })

@@ -28,7 +28,7 @@ pub fn record_job_finished(
 ) -> StoreResult<()> {
     diesel::insert_into(notifications::table)
         .values((
-            notifications::id.eq(ids::prefixed_id("msg")),
+            notifications::id.eq(ids::ordered_id("msg", now)),
             notifications::eshop_id.eq(eshop_id),
             notifications::event.eq(JOB_FINISHED),
             notifications::event_instance.eq(job_id),
