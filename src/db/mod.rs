@@ -23,7 +23,7 @@ pub mod signals;
 pub mod signature_keys;
 pub mod webhooks;
 
-pub use connection::{connect, is_lost, migrate, Backend, DbConnection, DbPool};
+pub use connection::{connect, is_lost, migrate, with_pooled, Backend, DbConnection, DbPool};
 
 /// A status condition written into the SQL text rather than bound as a parameter, so that
 /// a plan can use the partial index made for it (`jobs_claim`, `jobs_running`, `jobs_lease`,

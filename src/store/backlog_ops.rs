@@ -15,7 +15,7 @@ pub struct ReadBacklog {
 
 impl ReadOp for ReadBacklog {
     type Output = Backlog;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Backlog> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Backlog> {
         backlog::claimable(conn, &self.queue, self.max_per_eshop)
     }
 }

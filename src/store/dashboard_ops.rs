@@ -65,7 +65,7 @@ pub struct GetSession {
 
 impl ReadOp for GetSession {
     type Output = Session;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Session> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Session> {
         operators::session(conn, &self.id_hash, self.now)
     }
 }
@@ -120,7 +120,7 @@ pub struct ReadOverview {
 
 impl ReadOp for ReadOverview {
     type Output = Overview;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Overview> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Overview> {
         let queues = self
             .queues
             .iter()
@@ -152,7 +152,7 @@ pub struct ListAllJobs {
 
 impl ReadOp for ListAllJobs {
     type Output = (Vec<Job>, Option<Bounded>);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         dashboard::list_jobs(
             conn,
             &self.filter,
@@ -175,7 +175,7 @@ pub struct JobDetail {
 
 impl ReadOp for JobDetail {
     type Output = (Job, Vec<(NotificationRow, Vec<AttemptRow>)>);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         let job = jobs::get_unscoped(conn, &self.id, self.cutoff)?;
         let notes = dashboard::notifications_of_job(conn, &self.id)?;
         Ok((job, notes))
@@ -194,7 +194,7 @@ pub struct ReadWebhookHealth {
 
 impl ReadOp for ReadWebhookHealth {
     type Output = (Vec<WebhookHealth>, i64);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         dashboard::webhook_health(conn, self.offset, self.limit, self.since)
     }
 }
@@ -207,7 +207,7 @@ pub struct GetAnyWebhook {
 
 impl ReadOp for GetAnyWebhook {
     type Output = Webhook;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Webhook> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Webhook> {
         dashboard::webhook(conn, &self.id)
     }
 }
@@ -250,7 +250,7 @@ pub struct CountBulk {
 
 impl ReadOp for CountBulk {
     type Output = Bounded;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Bounded> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Bounded> {
         let rows = bulk_rows(conn, &self.bulk, self.cutoff)?;
         Ok(Bounded {
             n: (rows.len() as i64).min(dashboard::BULK_MAX),

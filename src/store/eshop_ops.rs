@@ -13,7 +13,7 @@ pub struct Authenticate {
 
 impl ReadOp for Authenticate {
     type Output = i64;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<i64> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<i64> {
         eshops::by_token_hash(conn, &self.token_hash)
     }
 }
@@ -23,7 +23,7 @@ pub struct Ping;
 
 impl ReadOp for Ping {
     type Output = ();
-    fn run(self, conn: &mut DbConnection) -> StoreResult<()> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<()> {
         conn.batch_execute("SELECT 1")
             .map_err(|e| crate::error::StoreError::Database(e.to_string()))
     }

@@ -37,7 +37,7 @@ pub struct GetImageData {
 
 impl ReadOp for GetImageData {
     type Output = (String, Vec<u8>);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         images::data(conn, self.eshop_id, &self.product_guid, &self.name)
     }
 }

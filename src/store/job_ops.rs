@@ -89,7 +89,7 @@ pub struct GetJob {
 
 impl ReadOp for GetJob {
     type Output = Job;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Job> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Job> {
         jobs::get(conn, self.eshop_id, &self.id, self.cutoff)
     }
 }
@@ -104,7 +104,7 @@ pub struct GetJobForResult {
 
 impl ReadOp for GetJobForResult {
     type Output = Job;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Job> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Job> {
         jobs::get_unscoped(conn, &self.id, self.cutoff)
     }
 }
@@ -125,7 +125,7 @@ pub struct ListJobs {
 
 impl ReadOp for ListJobs {
     type Output = (Vec<Job>, i64);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         jobs::list(
             conn,
             self.eshop_id,
@@ -371,7 +371,7 @@ pub struct ReadResultChunk {
 
 impl ReadOp for ReadResultChunk {
     type Output = Option<Vec<u8>>;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Option<Vec<u8>>> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Option<Vec<u8>>> {
         results::chunk(conn, &self.id, self.seq)
     }
 }

@@ -19,11 +19,11 @@ pub struct ReadGauges {
 
 impl ReadOp for ReadGauges {
     type Output = DbGauges;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<DbGauges> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<DbGauges> {
         let mut g = DbGauges::zeroed(
-            self.endpoints,
+            self.endpoints.clone(),
             [JobStatus::Pending.as_str(), JobStatus::Running.as_str()],
-            self.queues,
+            self.queues.clone(),
         );
         for (endpoint, status, n) in jobs::count_unfinished_by_endpoint(conn)? {
             g.jobs.insert((endpoint, status), n);

@@ -28,7 +28,7 @@ pub struct GetProduct {
 
 impl ReadOp for GetProduct {
     type Output = ProductWithImages;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
         let p = products::get(conn, self.eshop_id, &self.guid)?;
         one(images::attach(conn, self.eshop_id, vec![p])?)
     }
@@ -79,7 +79,7 @@ pub struct ListProducts {
 
 impl ReadOp for ListProducts {
     type Output = (Vec<ProductWithImages>, i64);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         let (items, total) = products::list(conn, self.eshop_id, self.offset, self.limit)?;
         Ok((images::attach(conn, self.eshop_id, items)?, total))
     }
@@ -100,8 +100,14 @@ pub struct ProductsPage {
 
 impl ReadOp for ProductsPage {
     type Output = Vec<ProductWithImages>;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Vec<ProductWithImages>> {
-        let page = products::page_after(conn, self.eshop_id, &self.filter, self.after, self.limit)?;
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Vec<ProductWithImages>> {
+        let page = products::page_after(
+            conn,
+            self.eshop_id,
+            &self.filter,
+            self.after.clone(),
+            self.limit,
+        )?;
         images::attach(conn, self.eshop_id, page)
     }
 }

@@ -1,6 +1,6 @@
 //! The reader actors: a `SyncArbiter` of `query_actors` threads sharing the connection pool.
 
-use crate::db::{DbConnection, DbPool};
+use crate::db::{with_pooled, DbConnection, DbPool};
 use crate::error::StoreResult;
 use actix::prelude::*;
 
@@ -8,8 +8,9 @@ use actix::prelude::*;
 pub trait ReadOp: Send + 'static {
     /// The answer.
     type Output: Send + 'static;
-    /// Runs the query.
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
+    /// Runs the query; it may run again on another connection when its connection was
+    /// lost ([`with_pooled`]).
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output>;
 }
 
 /// The message that carries a [`ReadOp`] to the reader pool.
@@ -39,7 +40,6 @@ impl<M: ReadOp> Handler<Read<M>> for QueryActor {
     type Result = StoreResult<M::Output>;
 
     fn handle(&mut self, msg: Read<M>, _: &mut SyncContext<Self>) -> Self::Result {
-        let mut conn = self.pool.get()?;
-        msg.0.run(&mut conn)
+        with_pooled(&self.pool, |conn| msg.0.run(conn))
     }
 }

@@ -49,7 +49,7 @@ pub struct GetWebhook {
 
 impl ReadOp for GetWebhook {
     type Output = Webhook;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Webhook> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Webhook> {
         webhooks::get(conn, self.eshop_id, &self.id)
     }
 }
@@ -66,7 +66,7 @@ pub struct ListWebhooks {
 
 impl ReadOp for ListWebhooks {
     type Output = (Vec<Webhook>, i64);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         webhooks::list(conn, self.eshop_id, self.offset, self.limit)
     }
 }
@@ -131,7 +131,7 @@ pub struct GetSignatureKey {
 
 impl ReadOp for GetSignatureKey {
     type Output = String;
-    fn run(self, conn: &mut DbConnection) -> StoreResult<String> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<String> {
         signature_keys::current(conn, self.eshop_id, time::now())
     }
 }
@@ -152,7 +152,7 @@ pub struct ListNotifications {
 
 impl ReadOp for ListNotifications {
     type Output = (Vec<Notification>, i64);
-    fn run(self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
+    fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         deliveries::list(
             conn,
             self.eshop_id,

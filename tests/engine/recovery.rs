@@ -1,6 +1,6 @@
 //! The node recovers by itself: from its database connections being cut (PostgreSQL
 //! backends terminated under load, the database refusing connections for a while, the
-//! writer's connection lost on either backend), from a write op that panics, and from an
+//! writer's connection lost on either backend, reads on connections the server closed), from a write op that panics, and from an
 //! engine actor that panics. Every test checks that the node serves again without a
 //! restart and that every accepted job ends `completed` with exactly one notification.
 
@@ -116,6 +116,31 @@ async fn postgres_backends_terminated_under_load_recover() {
     assert_eq!(t.get("/readyz").await.status, 200);
     until_all_ended(&t.db, Duration::from_secs(60)).await;
     assert_exactly_once(&t.db, &tally.accepted);
+}
+
+/// The pool lends its connections without testing them first; a read whose connection the
+/// server has closed runs again on another. After every backend of the test's database is
+/// terminated, reads on the pooled (now dead) connections are answered at once, none 503.
+#[actix_rt::test]
+async fn postgres_reads_on_terminated_connections_are_answered() {
+    let t = TestApp::spawn_with(Backend::Postgres, tuned).await;
+    let id = t.submit_snapshot("").await;
+    t.wait_finished(&id).await;
+    let path = format!("/api/system/jobs/{id}");
+    // Fill the pool: reads at once hold several connections.
+    for answer in join_all((0..8).map(|_| t.get(&path))).await {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    terminate_backends(&t.db);
+    for answer in join_all((0..8).map(|_| t.get(&path))).await {
+        assert_eq!(
+            answer.status, 200,
+            "a read after the terminations: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["data"]["jobId"], id.as_str());
+    }
+    assert_eq!(t.get("/readyz").await.status, 200);
 }
 
 /// The database refuses connections for a while. Submits and `/readyz` answer 503 with
