@@ -225,9 +225,9 @@ pub fn claim(
         Param::BigInt(limit),
     ];
     let rows: Vec<ClaimedRow> = match conn {
-        DbConnection::Sqlite(c) => prepared(claim_sql!("", "group_concat"), &params).load(c)?,
+        DbConnection::Sqlite(c) => prepared!(claim_sql!("", "group_concat"), &params).load(c)?,
         DbConnection::Pg(c) => {
-            prepared(claim_sql!("FOR UPDATE SKIP LOCKED", "string_agg"), &params).load(c)?
+            prepared!(claim_sql!("FOR UPDATE SKIP LOCKED", "string_agg"), &params).load(c)?
         }
     };
     let mut claimed: Vec<ClaimedDelivery> = rows
@@ -337,7 +337,7 @@ const SQLITE_ATTEMPT_ROW: &str = "\
 
 /// Records one attempt on SQLite; answers whether the claim still held.
 fn record_on_sqlite(c: &mut diesel::SqliteConnection, a: &Attempt) -> StoreResult<bool> {
-    let moved = prepared(
+    let moved = prepared!(
         SQLITE_MOVE_ON,
         &[
             Param::Text(&a.notification_id),
@@ -358,7 +358,7 @@ fn record_on_sqlite(c: &mut diesel::SqliteConnection, a: &Attempt) -> StoreResul
     if moved == 0 {
         return Ok(false);
     }
-    prepared(
+    prepared!(
         SQLITE_ATTEMPT_ROW,
         &[
             Param::Text(&a.notification_id),
@@ -395,7 +395,7 @@ pub fn record_attempts(conn: &mut DbConnection, batch: &[Attempt]) -> StoreResul
         DbConnection::Pg(c) => {
             let rows =
                 serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
-            let recorded: Vec<RecordedRow> = prepared(PG_RECORD, &[Param::Text(&rows)]).load(c)?;
+            let recorded: Vec<RecordedRow> = prepared!(PG_RECORD, &[Param::Text(&rows)]).load(c)?;
             recorded.into_iter().map(|r| r.notification_id).collect()
         }
         DbConnection::Sqlite(c) => {

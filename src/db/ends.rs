@@ -142,7 +142,7 @@ fn finish_all_on_pg(c: &mut diesel::PgConnection, ends: &[End]) -> StoreResult<V
             .iter()
             .map(|(id, attempt)| serde_json::json!({"id": id, "attempt": attempt}))
             .collect();
-        prepared(PG_CLEAR, &[Param::Text(&to_json(&pairs)?)]).execute(c)?;
+        prepared!(PG_CLEAR, &[Param::Text(&to_json(&pairs)?)]).execute(c)?;
     }
     let rows: Vec<Row> = ends
         .iter()
@@ -168,7 +168,7 @@ fn finish_all_on_pg(c: &mut diesel::PgConnection, ends: &[End]) -> StoreResult<V
             }
         })
         .collect();
-    let ended: Vec<Ended> = prepared(
+    let ended: Vec<Ended> = prepared!(
         PG_FINISH_ALL,
         &[
             Param::Text(&to_json(&rows)?),

@@ -169,7 +169,7 @@ pub fn insert_all(conn: &mut DbConnection, batch: &[&Job]) -> StoreResult<()> {
         if let DbConnection::Pg(c) = conn {
             let rows =
                 serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
-            prepared(PG_INSERT_ALL, &[Param::Text(&rows)])
+            prepared!(PG_INSERT_ALL, &[Param::Text(&rows)])
                 .execute(c)
                 .map_err(raced)?;
             return Ok(());
@@ -197,7 +197,7 @@ const PG_INSERT_ALL: &str = "\
 
 /// Inserts one job row (a cached statement).
 fn insert_row(conn: &mut DbConnection, job: &Job) -> StoreResult<()> {
-    prepared(
+    prepared!(
         "INSERT INTO jobs (id, eshop_id, endpoint, queue, status, params, creation_time, \
             started_time, completion_time, attempt, lease_owner, lease_expires, result_secret, \
             result_ext, result_content_type, result_size, valid_until, log) \
@@ -528,20 +528,20 @@ pub fn claim(
         Param::BigInt(now),
     ];
     let mut claimed: Vec<ClaimedJob> = match conn {
-        DbConnection::Sqlite(c) => prepared(&SQLITE, &params).load(c)?,
+        DbConnection::Sqlite(c) => prepared!(&SQLITE, &params).load(c)?,
         DbConnection::Pg(c) => {
             // Claims of one queue are serialised across nodes for the length of this
             // transaction, so the per-e-shop cap holds cluster-wide. The claim is planned
             // for this call, with the table's size now (see `PG_CLAIM`); the rest of the
             // writer's transaction goes back to cached plans.
-            prepared(
+            prepared!(
                 "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1)), \
                     set_config('plan_cache_mode', 'force_custom_plan', true), \
                     set_config('enable_bitmapscan', 'off', true)",
                 &params[..1],
             )
             .execute(c)?;
-            let claimed = prepared(PG_CLAIM, &params).load(c)?;
+            let claimed = prepared!(PG_CLAIM, &params).load(c)?;
             diesel::connection::SimpleConnection::batch_execute(
                 c,
                 "RESET plan_cache_mode; RESET enable_bitmapscan",
@@ -605,7 +605,7 @@ pub fn finish(
         Param::Text(log),
     ];
     let ended: Vec<EshopOf> = match outcome {
-        Outcome::Completed(meta) => prepared(
+        Outcome::Completed(meta) => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6, result_ext = ?7, \
                 result_content_type = ?8, result_size = ?9, valid_until = ?10 \
@@ -622,7 +622,7 @@ pub fn finish(
             .concat(),
         )
         .load(conn)?,
-        Outcome::Failed | Outcome::Killed => prepared(
+        Outcome::Failed | Outcome::Killed => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6 \
              WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",

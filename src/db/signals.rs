@@ -51,7 +51,7 @@ pub fn notify(conn: &mut DbConnection, signals: &[Signal]) -> QueryResult<()> {
     if let (DbConnection::Pg(c), false) = (conn, signals.is_empty()) {
         // Payloads never hold a newline: queue names and job ids.
         let payloads: Vec<String> = signals.iter().map(Signal::encode).collect();
-        prepared(
+        prepared!(
             "SELECT pg_notify(?1, p) FROM unnest(string_to_array(?2, E'\\n')) AS p",
             &[Param::Text(CHANNEL), Param::Text(&payloads.join("\n"))],
         )
