@@ -1,0 +1,101 @@
+//! The webhook claim on both backends, under a backlog: oldest due first, never a
+//! notification claimed elsewhere and still held, never one not yet due, each once, and
+//! the same after enough calls that PostgreSQL plans the statement generically.
+
+use super::*;
+use crate::bench::database::BenchDatabase;
+use crate::db::{migrate, Backend};
+use crate::model::time;
+
+fn insert(
+    conn: &mut DbConnection,
+    id: &str,
+    status: &str,
+    due: Option<Micros>,
+    held: Option<Micros>,
+) {
+    diesel::insert_into(notifications::table)
+        .values((
+            notifications::id.eq(id),
+            notifications::eshop_id.eq(1),
+            notifications::event.eq("job:finished"),
+            notifications::event_instance.eq(id),
+            notifications::payload.eq("{}"),
+            notifications::status.eq(status),
+            notifications::next_attempt_at.eq(due),
+            notifications::created_at.eq(0),
+            notifications::claimed_by.eq(held.map(|_| "other")),
+            notifications::claim_expires.eq(held),
+        ))
+        .execute(conn)
+        .unwrap();
+}
+
+fn claims_take_the_oldest_due_once(server: Option<&str>) {
+    let db = BenchDatabase::create(server).unwrap();
+    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
+    migrate(conn).unwrap();
+    let now = time::now();
+    // A backlog of 400 due notifications, due one microsecond apart, in shuffled order of
+    // insertion; among them some held by another node (one claim still running, one run
+    // out), some delivered, and one due only later.
+    let mut due: Vec<(Micros, String)> = Vec::new();
+    for i in 0..400i64 {
+        let j = (i * 7919) % 400;
+        let id = format!("n{j:04}");
+        let at = now - 1_000 + j;
+        match j {
+            5 => insert(conn, &id, "pending", Some(at), Some(now + time::SECOND)),
+            6 => {
+                insert(conn, &id, "pending", Some(at), Some(now - 1));
+                due.push((at, id));
+            }
+            7 => insert(conn, &id, "success", None, None),
+            _ => {
+                insert(conn, &id, "pending", Some(at), None);
+                due.push((at, id));
+            }
+        }
+    }
+    insert(conn, "later", "pending", Some(now + time::SECOND), None);
+    due.sort();
+    let mut taken: Vec<String> = Vec::new();
+    for limit in [1, 16, 3, 16, 16, 16, 16, 16, 64].iter().cycle() {
+        let claimed = claim(conn, "me", *limit, now + time::SECOND, now).unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        assert!(claimed.len() <= *limit as usize);
+        let want: Vec<&String> = due[taken.len()..taken.len() + claimed.len()]
+            .iter()
+            .map(|(_, id)| id)
+            .collect();
+        let mut got: Vec<String> = claimed.into_iter().map(|d| d.id).collect();
+        got.sort();
+        let mut want: Vec<String> = want.into_iter().cloned().collect();
+        want.sort();
+        assert_eq!(got, want, "after {} taken", taken.len());
+        taken.extend(got);
+    }
+    assert_eq!(taken.len(), due.len(), "every due notification once");
+    let held: Option<String> = notifications::table
+        .find("n0005")
+        .select(notifications::claimed_by)
+        .first(conn)
+        .unwrap();
+    assert_eq!(
+        held.as_deref(),
+        Some("other"),
+        "a running claim elsewhere is left alone"
+    );
+}
+
+#[test]
+fn sqlite_claims_take_the_oldest_due_once() {
+    claims_take_the_oldest_due_once(None);
+}
+
+#[test]
+fn postgres_claims_take_the_oldest_due_once() {
+    claims_take_the_oldest_due_once(Some(&crate::bench::database::test_server()));
+}
