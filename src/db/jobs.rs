@@ -223,7 +223,7 @@ fn insert_row(conn: &mut DbConnection, job: &Job) -> StoreResult<()> {
             Param::Text(&job.log),
         ],
     )
-    .execute(conn)
+    .run(conn)
     .map_err(raced)?;
     Ok(())
 }
@@ -621,14 +621,14 @@ pub fn finish(
             ]
             .concat(),
         )
-        .load(conn)?,
+        .rows(conn)?,
         Outcome::Failed | Outcome::Killed => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6 \
              WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
             &ended,
         )
-        .load(conn)?,
+        .rows(conn)?,
     };
     let Some(EshopOf { eshop_id }) = ended.into_iter().next() else {
         return Ok(false);

@@ -2,6 +2,7 @@
 //! transaction that gives a job its final status, so an event is never lost between the
 //! commit and its delivery, and the unique (event, instance) pair forbids a second one.
 
+use super::prepared::{prepared, Param};
 use super::schema::{notification_attempts, notifications};
 use super::DbConnection;
 use crate::error::StoreResult;
@@ -26,19 +27,20 @@ pub fn record_job_finished(
     zone: &Zone,
     now: Micros,
 ) -> StoreResult<()> {
-    diesel::insert_into(notifications::table)
-        .values((
-            notifications::id.eq(ids::ordered_id("msg", now)),
-            notifications::eshop_id.eq(eshop_id),
-            notifications::event.eq(JOB_FINISHED),
-            notifications::event_instance.eq(job_id),
-            notifications::payload.eq(job_finished_body(eshop_id, &zone.format(now), job_id)),
-            notifications::status.eq("pending"),
-            notifications::attempts.eq(0),
-            notifications::next_attempt_at.eq(Some(now)),
-            notifications::created_at.eq(now),
-        ))
-        .execute(conn)?;
+    prepared!(
+        "INSERT INTO notifications (id, eshop_id, event, event_instance, payload, status, \
+            attempts, next_attempt_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+        &[
+            Param::Text(&ids::ordered_id("msg", now)),
+            Param::BigInt(eshop_id),
+            Param::Text(JOB_FINISHED),
+            Param::Text(job_id),
+            Param::Text(&job_finished_body(eshop_id, &zone.format(now), job_id)),
+            Param::BigInt(now),
+        ],
+    )
+    .run(conn)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Job results, stored in the database in chunks so that every node can serve them and
 //! neither writing nor serving one needs it whole in memory.
 
+use super::prepared::{prepared, Param};
 use super::schema::job_result_chunks;
 use super::DbConnection;
 use crate::error::StoreResult;
@@ -11,20 +12,25 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 
 /// Appends chunk `seq` of a job's result.
 pub fn append(conn: &mut DbConnection, job_id: &str, seq: i32, data: &[u8]) -> StoreResult<()> {
-    diesel::insert_into(job_result_chunks::table)
-        .values((
-            job_result_chunks::job_id.eq(job_id),
-            job_result_chunks::seq.eq(seq),
-            job_result_chunks::data.eq(data),
-        ))
-        .execute(conn)?;
+    prepared!(
+        "INSERT INTO job_result_chunks (job_id, seq, data) VALUES (?1, ?2, ?3)",
+        &[
+            Param::Text(job_id),
+            Param::Integer(seq),
+            Param::Binary(data)
+        ],
+    )
+    .run(conn)?;
     Ok(())
 }
 
 /// Removes a job's result (before a new attempt writes its own, and when it expires).
 pub fn delete(conn: &mut DbConnection, job_id: &str) -> StoreResult<()> {
-    diesel::delete(job_result_chunks::table.filter(job_result_chunks::job_id.eq(job_id)))
-        .execute(conn)?;
+    prepared!(
+        "DELETE FROM job_result_chunks WHERE job_id = ?1",
+        &[Param::Text(job_id)],
+    )
+    .run(conn)?;
     Ok(())
 }
 
