@@ -106,7 +106,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         Backend::Sqlite(path) => Some(lock_single_node(path)?),
         Backend::Postgres(_) => None,
     };
-    let mut writer_conn = backend.establish()?;
+    let mut writer_conn = backend.establish_writer()?;
     db::migrate(&mut writer_conn)?;
     let demo_token = if db::eshops::any(&mut writer_conn).map_err(|e| e.to_string())? {
         None

@@ -59,13 +59,10 @@ impl Backend {
                     .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
                 // busy_timeout first: switching to WAL can itself meet a lock. The WAL
                 // is checkpointed off the writer thread ([`super::checkpoint`]).
-                // `temp_store = MEMORY`: statement journals (the pages a multi-row write
-                // changes, kept to undo that statement alone) and sorts stay in memory;
-                // the claim's journal spilled into a new temporary file 20 times a second.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = {}; PRAGMA temp_store = MEMORY;",
+                     PRAGMA wal_autocheckpoint = {};",
                     super::checkpoint::WAL_PAGES
                 ))
                 .map_err(|e| format!("cannot configure SQLite database {path}: {e}"))?;
@@ -75,6 +72,20 @@ impl Backend {
                 .map(DbConnection::Pg)
                 .map_err(|e| format!("cannot connect to PostgreSQL: {e}")),
         }
+    }
+
+    /// Opens the writer's connection ([`Backend::establish`]). On SQLite its temporary
+    /// storage stays in memory (`temp_store = MEMORY`): the statement journal of a
+    /// multi-row write (the pages it changes, kept to undo that statement alone) spilled
+    /// into a new temporary file 20 times a second under load, a third of the writer's page
+    /// writes. Only the writer: a reader's large sort keeps spilling to disk, not to memory.
+    pub fn establish_writer(&self) -> Result<DbConnection, String> {
+        let mut conn = self.establish()?;
+        if let DbConnection::Sqlite(c) = &mut conn {
+            c.batch_execute("PRAGMA temp_store = MEMORY")
+                .map_err(|e| format!("cannot configure the SQLite writer: {e}"))?;
+        }
+        Ok(conn)
     }
 
     /// Whether this is PostgreSQL (many nodes possible).

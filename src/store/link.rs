@@ -51,7 +51,7 @@ impl Link {
             return None;
         }
         if self.conn.is_none() && Instant::now() >= self.retry_at {
-            match self.backend.establish() {
+            match self.backend.establish_writer() {
                 Ok(conn) => {
                     log::info!("writer reconnected to the database");
                     self.backoff.reset();
