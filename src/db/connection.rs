@@ -1,6 +1,7 @@
 //! Opening connections: the backend is picked from the URL scheme (so a PostgreSQL that is
 //! down reports its real error instead of diesel's "Invalid connection url"), SQLite gets
-//! its PRAGMAs on every connection, and migrations run per backend.
+//! its PRAGMAs on every connection, migrations run per backend, and pooled reads survive a
+//! lost connection ([`with_pooled`]).
 
 use crate::error::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;

@@ -2,8 +2,8 @@
 //! every `sql_query` and every `UPDATE` (a changeset may leave out `None` fields), and an
 //! `INSERT` of a struct with `Option` fields; on the hot path (submit, claim, finish,
 //! webhook claims and attempts) those were parsed and planned again on every call. A
-//! [`Prepared`] statement is cached by its text: its SQL is fixed and its parameters are
-//! bound values.
+//! [`Prepared`] statement is cached by a type of its call site ([`prepared!`]): its SQL is
+//! fixed and its parameters are bound values.
 //!
 //! Cached is not enough on SQLite: a statement whose plan looked at a bound value is
 //! re-prepared (parsed and planned again) at every new binding of that parameter. SQLite
