@@ -31,7 +31,14 @@ fn assert_figures(report: &Value, jobs: u64) {
     for rate in ["submit_rate", "e2e_rate"] {
         assert!(report[rate].as_f64().unwrap() > 0.0, "{report}");
     }
-    assert!(report["submit_rate"].as_f64() >= report["e2e_rate"].as_f64());
+    // The jobs cannot end faster than they are accepted, but the last webhook may reach
+    // the receiver a moment before the client has read the last 202 (the job runs while
+    // that answer is on its way), so the end-to-end rate may pass the submit rate by a hair.
+    let (submit, e2e) = (
+        report["submit_rate"].as_f64().unwrap(),
+        report["e2e_rate"].as_f64().unwrap(),
+    );
+    assert!(e2e <= submit * 1.05, "{report}");
     let latency = &report["latency_ms"];
     let (p50, p95, p99) = (
         latency["p50"].as_f64().unwrap(),
