@@ -216,6 +216,36 @@ impl<S> Query for Prepared<'_, S> {
 
 impl<S, Conn> RunQueryDsl<Conn> for Prepared<'_, S> {}
 
+/// Runs `f` with PostgreSQL planning its statements to find their rows by key, by address
+/// or in an index's order (nested loops over index and TID scans), never by reading a
+/// table or an index whole. For statements that touch a few rows of a large table. The
+/// planner cannot be trusted to see that here:
+/// - a cached statement gets a generic plan at its sixth run and keeps it, and on a new
+///   database that is while the tables are nearly empty: reading a 10-page table whole is
+///   the cheapest plan then, and it is still the plan once the table holds thousands;
+/// - without statistics (a table never analyzed, as under `autovacuum = off`) the planner
+///   expects a dozen rows where thousands match, and fetches them all through a bitmap to
+///   sort them, where a scan in the index's order stops at the `LIMIT`.
+///
+/// Planning each call for the tables of the moment (`plan_cache_mode`) costs more than
+/// these statements take to run.
+pub(crate) fn by_index<T, E: From<diesel::result::Error>>(
+    c: &mut diesel::PgConnection,
+    f: impl FnOnce(&mut diesel::PgConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    use diesel::connection::SimpleConnection;
+    c.batch_execute(
+        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+         SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+    )?;
+    let out = f(c)?;
+    c.batch_execute(
+        "RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; \
+         RESET enable_mergejoin",
+    )?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::Param;
