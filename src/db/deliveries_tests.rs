@@ -1,6 +1,7 @@
 //! The webhook claim on both backends, under a backlog: oldest due first, never a
 //! notification claimed elsewhere and still held, never one not yet due, each once, and
-//! the same after enough calls that PostgreSQL plans the statement generically.
+//! the same after enough calls that PostgreSQL plans the statement generically; and on
+//! PostgreSQL, a claim and its record read only their rows of a large backlog.
 
 use super::*;
 use crate::bench::database::BenchDatabase;
@@ -98,4 +99,85 @@ fn sqlite_claims_take_the_oldest_due_once() {
 #[test]
 fn postgres_claims_take_the_oldest_due_once() {
     claims_take_the_oldest_due_once(Some(&crate::bench::database::test_server()));
+}
+
+/// What one claimed notification's failed attempt records.
+fn failed_attempt(id: &str, now: Micros) -> Attempt {
+    Attempt {
+        notification_id: id.to_string(),
+        node: "me".into(),
+        attempt: 1,
+        at: now,
+        webhook_id: None,
+        url: None,
+        status_code: None,
+        duration_ms: 0,
+        error: Some("no active job:finished webhook".into()),
+        response_excerpt: None,
+        status: "failed",
+        next_attempt_at: None,
+        disable_webhook: false,
+    }
+}
+
+/// Under a backlog of 3 000 due notifications, PostgreSQL claims 8 and records them by
+/// reading about those 8 rows, with the statements' plans cached while the table was
+/// empty (`prepared::by_index`). The transaction's own table counters tell what was read.
+/// Planned freely, the claim's update walked `notifications_due` over the whole backlog,
+/// and the generic plans read the table whole.
+#[test]
+fn postgres_claims_and_records_read_only_their_rows() {
+    use diesel::sql_types::BigInt;
+    use diesel::Connection;
+    #[derive(diesel::QueryableByName)]
+    struct Read {
+        #[diesel(sql_type = BigInt)]
+        seq_tup_read: i64,
+        #[diesel(sql_type = BigInt)]
+        idx_tup_fetch: i64,
+    }
+    let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
+    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
+    migrate(conn).unwrap();
+    let now = time::now();
+    for _ in 0..8 {
+        assert!(claim(conn, "me", 8, now + time::SECOND, now)
+            .unwrap()
+            .is_empty());
+        assert!(record_attempts(conn, &[failed_attempt("none", now)])
+            .unwrap()
+            .is_empty());
+    }
+    conn.transaction::<_, diesel::result::Error, _>(|c| {
+        for i in 0..3000i64 {
+            insert(
+                c,
+                &format!("b{i:05}"),
+                "pending",
+                Some(now - 3000 + i),
+                None,
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
+    conn.transaction::<_, crate::error::StoreError, _>(|c| {
+        let claimed = claim(c, "me", 8, now + time::SECOND, now)?;
+        assert_eq!(claimed.len(), 8);
+        let attempts: Vec<Attempt> = claimed.iter().map(|d| failed_attempt(&d.id, now)).collect();
+        assert_eq!(record_attempts(c, &attempts)?.len(), 8);
+        let read: Read = diesel::sql_query(
+            "SELECT seq_tup_read, COALESCE(idx_tup_fetch, 0) AS idx_tup_fetch \
+             FROM pg_stat_xact_user_tables WHERE relname = 'notifications'",
+        )
+        .get_result(c)?;
+        assert_eq!(read.seq_tup_read, 0, "no notification read by a scan");
+        assert!(
+            read.idx_tup_fetch <= 64,
+            "{} notifications read through indexes for 8",
+            read.idx_tup_fetch
+        );
+        Ok(())
+    })
+    .unwrap();
 }

@@ -234,15 +234,20 @@ pub(crate) fn by_index<T, E: From<diesel::result::Error>>(
     f: impl FnOnce(&mut diesel::PgConnection) -> Result<T, E>,
 ) -> Result<T, E> {
     use diesel::connection::SimpleConnection;
+    // `SET`, not `SET LOCAL`, which does nothing outside a transaction: a plan cached
+    // there would be kept inside one. Reset whatever `f` answers; a transaction that `f`
+    // aborted undoes the settings when it rolls back.
     c.batch_execute(
-        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
-         SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+        "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_hashjoin = off; \
+         SET enable_mergejoin = off",
     )?;
-    let out = f(c)?;
-    c.batch_execute(
+    let out = f(c);
+    let reset = c.batch_execute(
         "RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; \
          RESET enable_mergejoin",
-    )?;
+    );
+    let out = out?;
+    reset?;
     Ok(out)
 }
 
