@@ -1,8 +1,9 @@
 //! The outbox of webhook notifications. A `job:finished` row is written by the same
 //! transaction that gives a job its final status, so an event is never lost between the
 //! commit and its delivery, and the unique (event, instance) pair forbids a second one.
+//! Retention deletes the oldest first, found through `notifications_created`.
 
-use super::prepared::{prepared, Param};
+use super::prepared::{by_index, prepared, Param};
 use super::schema::{notification_attempts, notifications};
 use super::DbConnection;
 use crate::error::StoreResult;
@@ -52,16 +53,31 @@ pub fn count_for_instance(conn: &mut DbConnection, event_instance: &str) -> Stor
         .get_result(conn)?)
 }
 
-/// Deletes notifications older than `cutoff` with their attempts, at most `limit` of them.
+/// A notification to delete.
+#[derive(QueryableByName)]
+struct Old {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+}
+
+/// Deletes notifications older than `cutoff` with their attempts, at most `limit` of them,
+/// oldest first. They are found through `notifications_created`, in its order, so a pass
+/// reads what it deletes: without that index every pass of the janitor read the whole
+/// table (4–5 ms a second at 20 000 notifications on PostgreSQL, and the retention keeps
+/// a week of them). PostgreSQL plans it [`by_index`]: its plan cached on a new, nearly
+/// empty table would read the table whole however large it grew.
 pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult<usize> {
-    let old: Vec<String> = notifications::table
-        .filter(notifications::created_at.lt(cutoff))
-        .select(notifications::id)
-        .limit(limit)
-        .load(conn)?;
+    const OLDEST: &str = "SELECT id FROM notifications WHERE created_at < ?1 \
+                          ORDER BY created_at LIMIT (?2 + 0)";
+    let params = [Param::BigInt(cutoff), Param::BigInt(limit)];
+    let old: Vec<Old> = match conn {
+        DbConnection::Sqlite(c) => prepared!(OLDEST, &params).load(c)?,
+        DbConnection::Pg(c) => by_index(c, |c| prepared!(OLDEST, &params).load(c))?,
+    };
     if old.is_empty() {
         return Ok(0);
     }
+    let old: Vec<String> = old.into_iter().map(|o| o.id).collect();
     diesel::delete(
         notification_attempts::table.filter(notification_attempts::notification_id.eq_any(&old)),
     )
@@ -71,6 +87,123 @@ pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::bench::database::{test_server, BenchDatabase};
+    use crate::db::{migrate, Backend};
+    use crate::model::time;
+
+    /// Writes the `job:finished` notification of job `job`, created at `at`, with one
+    /// recorded attempt.
+    fn notification(conn: &mut DbConnection, job: &str, at: Micros) {
+        record_job_finished(conn, 1, job, &Zone::utc(), at).unwrap();
+        let id: String = notifications::table
+            .filter(notifications::event_instance.eq(job))
+            .select(notifications::id)
+            .first(conn)
+            .unwrap();
+        diesel::insert_into(notification_attempts::table)
+            .values((
+                notification_attempts::notification_id.eq(id),
+                notification_attempts::attempt.eq(1),
+                notification_attempts::attempted_at.eq(at),
+                notification_attempts::duration_ms.eq(1),
+            ))
+            .execute(conn)
+            .unwrap();
+    }
+
+    /// 2 000 notifications, 7 of them past the retention: purges of 5 take the oldest
+    /// first, then the rest, then nothing, each with its attempts, and the young ones stay.
+    /// On PostgreSQL the pass reads only the rows it deletes, also with the statement's
+    /// plan cached on the empty table (`pg_stat_xact_user_tables` of its transaction).
+    fn purge_takes_only_the_old(server: Option<&str>) {
+        #[derive(QueryableByName)]
+        struct Read {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            seq_tup_read: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            idx_tup_fetch: i64,
+        }
+        let db = BenchDatabase::create(server).unwrap();
+        let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
+        migrate(conn).unwrap();
+        let now = time::now();
+        let cutoff = now - 7 * 24 * 3600 * time::SECOND;
+        for _ in 0..8 {
+            assert_eq!(purge(conn, cutoff, 5).unwrap(), 0);
+        }
+        conn.transaction::<_, diesel::result::Error, _>(|c| {
+            for i in 0..2000i64 {
+                // The old ones are spread among the young in the order of writing.
+                let at = match i % 300 {
+                    7 => cutoff - 10_000 + i,
+                    _ => now - i,
+                };
+                notification(c, &format!("j{i:04}"), at);
+            }
+            Ok(())
+        })
+        .unwrap();
+        let left = |conn: &mut DbConnection| -> (i64, i64) {
+            let n = notifications::table.count().get_result(conn).unwrap();
+            let a = notification_attempts::table
+                .count()
+                .get_result(conn)
+                .unwrap();
+            (n, a)
+        };
+        let oldest_first: Vec<String> = (0..2000)
+            .filter(|i| i % 300 == 7)
+            .map(|i| format!("j{i:04}"))
+            .collect();
+        // What the transaction read so far, earlier transactions' unreported reads included.
+        let read = |c: &mut DbConnection| -> QueryResult<Read> {
+            diesel::sql_query(
+                "SELECT COALESCE(seq_tup_read, 0) AS seq_tup_read, \
+                    COALESCE(idx_tup_fetch, 0) AS idx_tup_fetch \
+                 FROM pg_stat_xact_user_tables WHERE relname = 'notifications'",
+            )
+            .get_result(c)
+        };
+        conn.transaction::<_, crate::error::StoreError, _>(|c| {
+            let before = server.map(|_| read(c)).transpose()?;
+            assert_eq!(purge(c, cutoff, 5)?, 5);
+            if let Some(before) = before {
+                let after = read(c)?;
+                assert_eq!(
+                    after.seq_tup_read - before.seq_tup_read,
+                    0,
+                    "no notification read by a scan"
+                );
+                let fetched = after.idx_tup_fetch - before.idx_tup_fetch;
+                assert!(fetched <= 20, "{fetched} notifications read for 5");
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(left(conn), (1995, 1995));
+        for (i, job) in oldest_first.iter().enumerate() {
+            assert_eq!(
+                count_for_instance(conn, job).unwrap(),
+                (i >= 5) as i64,
+                "{job}"
+            );
+        }
+        assert_eq!(purge(conn, cutoff, 5).unwrap(), 2);
+        assert_eq!(purge(conn, cutoff, 5).unwrap(), 0);
+        assert_eq!(left(conn), (1993, 1993));
+    }
+
+    #[test]
+    fn sqlite_purge_takes_only_the_old() {
+        purge_takes_only_the_old(None);
+    }
+
+    #[test]
+    fn postgres_purge_takes_only_the_old() {
+        purge_takes_only_the_old(Some(&test_server()));
+    }
+
     #[test]
     fn body_is_exactly_the_contracts() {
         assert_eq!(
