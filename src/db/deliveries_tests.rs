@@ -122,20 +122,14 @@ fn failed_attempt(id: &str, now: Micros) -> Attempt {
 
 /// Under a backlog of 3 000 due notifications, PostgreSQL claims 8 and records them by
 /// reading about those 8 rows, with the statements' plans cached while the table was
-/// empty (`prepared::by_index`). The transaction's own table counters tell what was read.
+/// empty (`prepared::by_index`). The transaction's own table counters tell what was read
+/// (`prepared::rows_read`).
 /// Planned freely, the claim's update walked `notifications_due` over the whole backlog,
 /// and the generic plans read the table whole.
 #[test]
 fn postgres_claims_and_records_read_only_their_rows() {
-    use diesel::sql_types::BigInt;
+    use crate::db::prepared::rows_read;
     use diesel::Connection;
-    #[derive(diesel::QueryableByName)]
-    struct Read {
-        #[diesel(sql_type = BigInt)]
-        seq_tup_read: i64,
-        #[diesel(sql_type = BigInt)]
-        idx_tup_fetch: i64,
-    }
     let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
     let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
     migrate(conn).unwrap();
@@ -162,20 +156,17 @@ fn postgres_claims_and_records_read_only_their_rows() {
     })
     .unwrap();
     conn.transaction::<_, crate::error::StoreError, _>(|c| {
+        let before = rows_read(c, "notifications")?;
         let claimed = claim(c, "me", 8, now + time::SECOND, now)?;
         assert_eq!(claimed.len(), 8);
         let attempts: Vec<Attempt> = claimed.iter().map(|d| failed_attempt(&d.id, now)).collect();
         assert_eq!(record_attempts(c, &attempts)?.len(), 8);
-        let read: Read = diesel::sql_query(
-            "SELECT seq_tup_read, COALESCE(idx_tup_fetch, 0) AS idx_tup_fetch \
-             FROM pg_stat_xact_user_tables WHERE relname = 'notifications'",
-        )
-        .get_result(c)?;
-        assert_eq!(read.seq_tup_read, 0, "no notification read by a scan");
+        let after = rows_read(c, "notifications")?;
+        assert_eq!(after.0 - before.0, 0, "no notification read by a scan");
+        let fetched = after.1 - before.1;
         assert!(
-            read.idx_tup_fetch <= 64,
-            "{} notifications read through indexes for 8",
-            read.idx_tup_fetch
+            fetched <= 64,
+            "{fetched} notifications read through indexes for 8"
         );
         Ok(())
     })

@@ -89,6 +89,7 @@ pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult
 mod tests {
     use super::*;
     use crate::bench::database::{test_server, BenchDatabase};
+    use crate::db::prepared::rows_read;
     use crate::db::{migrate, Backend};
     use crate::model::time;
 
@@ -115,15 +116,8 @@ mod tests {
     /// 2 000 notifications, 7 of them past the retention: purges of 5 take the oldest
     /// first, then the rest, then nothing, each with its attempts, and the young ones stay.
     /// On PostgreSQL the pass reads only the rows it deletes, also with the statement's
-    /// plan cached on the empty table (`pg_stat_xact_user_tables` of its transaction).
+    /// plan cached on the empty table (`prepared::rows_read`).
     fn purge_takes_only_the_old(server: Option<&str>) {
-        #[derive(QueryableByName)]
-        struct Read {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            seq_tup_read: i64,
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            idx_tup_fetch: i64,
-        }
         let db = BenchDatabase::create(server).unwrap();
         let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
         migrate(conn).unwrap();
@@ -156,26 +150,18 @@ mod tests {
             .filter(|i| i % 300 == 7)
             .map(|i| format!("j{i:04}"))
             .collect();
-        // What the transaction read so far, earlier transactions' unreported reads included.
-        let read = |c: &mut DbConnection| -> QueryResult<Read> {
-            diesel::sql_query(
-                "SELECT COALESCE(seq_tup_read, 0) AS seq_tup_read, \
-                    COALESCE(idx_tup_fetch, 0) AS idx_tup_fetch \
-                 FROM pg_stat_xact_user_tables WHERE relname = 'notifications'",
-            )
-            .get_result(c)
-        };
+        let pg = server.is_some();
         conn.transaction::<_, crate::error::StoreError, _>(|c| {
-            let before = server.map(|_| read(c)).transpose()?;
+            let before = if pg {
+                rows_read(c, "notifications")?
+            } else {
+                (0, 0)
+            };
             assert_eq!(purge(c, cutoff, 5)?, 5);
-            if let Some(before) = before {
-                let after = read(c)?;
-                assert_eq!(
-                    after.seq_tup_read - before.seq_tup_read,
-                    0,
-                    "no notification read by a scan"
-                );
-                let fetched = after.idx_tup_fetch - before.idx_tup_fetch;
+            if pg {
+                let after = rows_read(c, "notifications")?;
+                assert_eq!(after.0 - before.0, 0, "no notification read by a scan");
+                let fetched = after.1 - before.1;
                 assert!(fetched <= 20, "{fetched} notifications read for 5");
             }
             Ok(())

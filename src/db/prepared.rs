@@ -251,6 +251,28 @@ pub(crate) fn by_index<T, E: From<diesel::result::Error>>(
     Ok(out)
 }
 
+/// Rows of `table` read so far by this PostgreSQL connection's transaction: by scan, and
+/// through indexes (`pg_stat_xact_user_tables`). Reads of earlier transactions that the
+/// backend has not reported yet count too, so a test compares two readings around the
+/// statements it checks. For tests that show a statement reads only its own rows.
+#[cfg(test)]
+pub(crate) fn rows_read(c: &mut DbConnection, table: &str) -> QueryResult<(i64, i64)> {
+    #[derive(QueryableByName)]
+    struct Read {
+        #[diesel(sql_type = BigInt)]
+        by_scan: i64,
+        #[diesel(sql_type = BigInt)]
+        by_index: i64,
+    }
+    let read: Read = diesel::sql_query(
+        "SELECT COALESCE(seq_tup_read, 0) AS by_scan, COALESCE(idx_tup_fetch, 0) AS by_index \
+         FROM pg_stat_xact_user_tables WHERE relname = $1",
+    )
+    .bind::<Text, _>(table)
+    .get_result(c)?;
+    Ok((read.by_scan, read.by_index))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Param;
