@@ -480,12 +480,19 @@ pub fn claim(
     //   their `ctid`: no join or filter on `jobs` that a plan could turn into a scan. Their
     //   status is checked when they are locked (`p.status = 'pending'`); the lock keeps it
     //   `pending` until this statement moves it to `running`.
-    // `claim` also makes PostgreSQL plan it for every call (`plan_cache_mode`), since a
-    // generic plan is fixed at the size the table had when it was made, and without bitmap
-    // scans: with no statistics (a table never analyzed, as under `autovacuum = off`) the
-    // planner expects a dozen pending jobs per e-shop and fetches all of them through a
-    // bitmap to sort them (81 ms and 5 015 buffers at 11 616 pending jobs), where a scan
-    // of the claim index in its order stops at the limit (4 ms, 837 buffers).
+    // `claim` also makes PostgreSQL plan it with seq, bitmap, hash and merge plans off (as
+    // `prepared::by_index` does, but local to the writer's transaction and set in the
+    // statement that takes the advisory lock, so it costs no round trip of its own). So
+    // even its cached generic plan, made at its sixth run while the table may be nearly
+    // empty, walks the indexes and stops at the limit. With no statistics (a table never
+    // analyzed, as under `autovacuum = off`) a free planner expects a dozen pending jobs
+    // per e-shop and fetches all of them through a bitmap to sort them (81 ms and 5 015
+    // buffers at 11 616 pending jobs, against 4 ms and 837 buffers in the index's order),
+    // and a generic plan cached on an empty table reads the table whole. Planning it at
+    // every call instead (`plan_cache_mode = force_custom_plan`, until the sixth session)
+    // cost a planning of this statement per claim: at 1 450 submits/s the claims took
+    // half of the jobs lane's time, and the p50 from submit to webhook was 16–19 ms
+    // against 12–15 ms with the plan cached.
     const PG_CLAIM: &str = "\
         WITH RECURSIVE shops(queue, eshop_id) AS ( \
             (SELECT j.queue, j.eshop_id FROM jobs j \
@@ -532,19 +539,23 @@ pub fn claim(
         DbConnection::Pg(c) => {
             // Claims of one queue are serialised across nodes for the length of this
             // transaction, so the per-e-shop cap holds cluster-wide. The claim is planned
-            // for this call, with the table's size now (see `PG_CLAIM`); the rest of the
-            // writer's transaction goes back to cached plans.
+            // on indexes alone (see `PG_CLAIM`), by settings local to the writer's
+            // transaction (the writer always runs one); the rest of the transaction goes
+            // back to the usual planning.
             prepared!(
                 "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1)), \
-                    set_config('plan_cache_mode', 'force_custom_plan', true), \
-                    set_config('enable_bitmapscan', 'off', true)",
+                    set_config('enable_seqscan', 'off', true), \
+                    set_config('enable_bitmapscan', 'off', true), \
+                    set_config('enable_hashjoin', 'off', true), \
+                    set_config('enable_mergejoin', 'off', true)",
                 &params[..1],
             )
             .execute(c)?;
             let claimed = prepared!(PG_CLAIM, &params).load(c)?;
             diesel::connection::SimpleConnection::batch_execute(
                 c,
-                "RESET plan_cache_mode; RESET enable_bitmapscan",
+                "RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; \
+                 RESET enable_mergejoin",
             )?;
             claimed
         }
