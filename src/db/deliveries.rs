@@ -2,7 +2,7 @@
 //! batched claims with a short lease (so two nodes never deliver one notification at the
 //! same time), the record of every attempt, and redelivery.
 
-use super::prepared::{by_index, prepared, Param};
+use super::prepared::{by_index_until_commit, prepared, Param};
 use super::schema::{notification_attempts, notifications};
 use super::{webhooks, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -195,10 +195,10 @@ pub struct ClaimedDelivery {
 /// sometimes brought `jobline bench` with 64 snapshot workers down to 1 400 jobs/s.
 ///
 /// The update names its rows by the subquery alone, which checked them (on PostgreSQL
-/// under the lock it takes), and PostgreSQL plans it [`by_index`]. Checked again there,
-/// `status = 'pending'` let PostgreSQL find them through `notifications_due` with the
-/// `ctid`s as a filter, and the subquery sorted every due notification after a bitmap
-/// scan: a walk over the whole webhook backlog at each claim (419 to 4 058 rows for 15
+/// under the lock it takes), and PostgreSQL plans it on indexes
+/// ([`by_index_until_commit`]). Checked again there, `status = 'pending'` let PostgreSQL
+/// find them through `notifications_due` with the `ctid`s as a filter, and the subquery
+/// sorted every due notification after a bitmap scan: a walk over the whole webhook backlog at each claim (419 to 4 058 rows for 15
 /// claimed), where a TID scan reads just the picked ones.
 macro_rules! claim_sql {
     ($open:literal, $picked:literal, $close:literal, $aggregate:literal) => {
@@ -246,7 +246,8 @@ pub fn claim(
         DbConnection::Sqlite(c) => {
             prepared!(claim_sql!("id IN (", "id", ")", "group_concat"), &params).load(c)?
         }
-        DbConnection::Pg(c) => by_index(c, |c| {
+        DbConnection::Pg(c) => {
+            by_index_until_commit(c)?;
             prepared!(
                 claim_sql!(
                     "ctid = ANY (ARRAY(",
@@ -256,8 +257,8 @@ pub fn claim(
                 ),
                 &params,
             )
-            .load(c)
-        })?,
+            .load(c)?
+        }
     };
     let mut claimed: Vec<ClaimedDelivery> = rows
         .into_iter()
@@ -325,8 +326,9 @@ pub struct Attempt {
 /// sets `claimed_by`, only on a pending row, and every record clears it. So the fence does
 /// not name the status, which let PostgreSQL join the batch to every pending notification
 /// through `notifications_due` (338 rows read for 15 recorded) instead of looking each one
-/// up by its key; and it is planned [`by_index`], since its generic plan, made while the
-/// table was nearly empty, read the whole table (20 000 rows for 14 recorded).
+/// up by its key; and it is planned on indexes ([`by_index_until_commit`]), since its
+/// generic plan, made while the table was nearly empty, read the whole table (20 000 rows
+/// for 14 recorded).
 const PG_RECORD: &str = "\
     WITH v AS ( \
         SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(notification_id text, node text, \
@@ -429,8 +431,8 @@ pub fn record_attempts(conn: &mut DbConnection, batch: &[Attempt]) -> StoreResul
         DbConnection::Pg(c) => {
             let rows =
                 serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
-            let recorded: Vec<RecordedRow> =
-                by_index(c, |c| prepared!(PG_RECORD, &[Param::Text(&rows)]).load(c))?;
+            by_index_until_commit(c)?;
+            let recorded: Vec<RecordedRow> = prepared!(PG_RECORD, &[Param::Text(&rows)]).load(c)?;
             recorded.into_iter().map(|r| r.notification_id).collect()
         }
         DbConnection::Sqlite(c) => {

@@ -122,8 +122,8 @@ fn failed_attempt(id: &str, now: Micros) -> Attempt {
 
 /// Under a backlog of 3 000 due notifications, PostgreSQL claims 8 and records them by
 /// reading about those 8 rows, with the statements' plans cached while the table was
-/// empty (`prepared::by_index`). The transaction's own table counters tell what was read
-/// (`prepared::rows_read`).
+/// empty, inside transactions as the writer runs them (`prepared::by_index_until_commit`).
+/// The transaction's own table counters tell what was read (`prepared::rows_read`).
 /// Planned freely, the claim's update walked `notifications_due` over the whole backlog,
 /// and the generic plans read the table whole.
 #[test]
@@ -135,12 +135,12 @@ fn postgres_claims_and_records_read_only_their_rows() {
     migrate(conn).unwrap();
     let now = time::now();
     for _ in 0..8 {
-        assert!(claim(conn, "me", 8, now + time::SECOND, now)
-            .unwrap()
-            .is_empty());
-        assert!(record_attempts(conn, &[failed_attempt("none", now)])
-            .unwrap()
-            .is_empty());
+        conn.transaction::<_, crate::error::StoreError, _>(|c| {
+            assert!(claim(c, "me", 8, now + time::SECOND, now)?.is_empty());
+            assert!(record_attempts(c, &[failed_attempt("none", now)])?.is_empty());
+            Ok(())
+        })
+        .unwrap();
     }
     conn.transaction::<_, diesel::result::Error, _>(|c| {
         for i in 0..3000i64 {
