@@ -198,8 +198,9 @@ pub struct ClaimedDelivery {
 /// under the lock it takes), and PostgreSQL plans it on indexes
 /// ([`by_index_until_commit`]). Checked again there, `status = 'pending'` let PostgreSQL
 /// find them through `notifications_due` with the `ctid`s as a filter, and the subquery
-/// sorted every due notification after a bitmap scan: a walk over the whole webhook backlog at each claim (419 to 4 058 rows for 15
-/// claimed), where a TID scan reads just the picked ones.
+/// sorted every due notification after a bitmap scan: a walk over the whole webhook
+/// backlog at each claim (419 to 4 058 rows for 15 claimed), where a TID scan reads just
+/// the picked ones.
 macro_rules! claim_sql {
     ($open:literal, $picked:literal, $close:literal, $aggregate:literal) => {
         concat!(
