@@ -193,8 +193,9 @@ mod tests {
 
     /// One run of ends on a real database: a completion with its last chunk, a failure
     /// that drops the chunk its attempt wrote, a stale attempt (refused, no outbox row),
-    /// and an attempt whose result replaces the chunk of one handed back before it. SQLite
-    /// writes them end by end, PostgreSQL in one statement: the outcome is the same.
+    /// and an attempt whose one-chunk result replaces the two chunks of one handed back
+    /// before it. SQLite writes them end by end, PostgreSQL in one statement: the outcome
+    /// is the same.
     fn a_run_of_ends(server: Option<&str>) {
         let db = BenchDatabase::create(server).unwrap();
         let backend = Backend::from_url(&db.url).unwrap();
@@ -215,6 +216,7 @@ mod tests {
         let (done, failed, stale, again) = (&jobs[0].id, &jobs[1].id, &jobs[2].id, &jobs[3].id);
         results::append(conn, failed, 0, b"partial").unwrap();
         results::append(conn, again, 0, b"old").unwrap();
+        results::append(conn, again, 1, b"old too").unwrap();
         // Handed back unspent: the next claim runs attempt 1 again.
         jobs::release(conn, again, 1, "").unwrap().unwrap();
         let reclaimed = jobs::claim(conn, "snapshots", "n", 1, 9, lease, now).unwrap();
@@ -259,6 +261,11 @@ mod tests {
         assert_eq!(results::chunk(conn, done, 0).unwrap().unwrap(), b"abc");
         assert_eq!(results::chunk(conn, failed, 0).unwrap(), None);
         assert_eq!(results::chunk(conn, again, 0).unwrap().unwrap(), b"new");
+        assert_eq!(
+            results::chunk(conn, again, 1).unwrap(),
+            None,
+            "the earlier attempt's second chunk is gone"
+        );
         for (id, rows) in [(done, 1), (failed, 1), (stale, 0), (again, 1)] {
             assert_eq!(
                 notifications::count_for_instance(conn, id).unwrap(),
