@@ -123,12 +123,13 @@ fn failed_attempt(id: &str, now: Micros) -> Attempt {
 /// Under a backlog of 3 000 due notifications, PostgreSQL claims 8 and records them by
 /// reading about those 8 rows, with the statements' plans cached while the table was
 /// empty, inside transactions as the writer runs them (`prepared::by_index_until_commit`).
-/// The transaction's own table counters tell what was read (`prepared::rows_read`).
+/// The transaction's own table counters tell what was read
+/// (`prepared::assert_reads_by_index`).
 /// Planned freely, the claim's update walked `notifications_due` over the whole backlog,
 /// and the generic plans read the table whole.
 #[test]
 fn postgres_claims_and_records_read_only_their_rows() {
-    use crate::db::prepared::rows_read;
+    use crate::db::prepared::assert_reads_by_index;
     use diesel::Connection;
     let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
     let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
@@ -155,20 +156,15 @@ fn postgres_claims_and_records_read_only_their_rows() {
         Ok(())
     })
     .unwrap();
-    conn.transaction::<_, crate::error::StoreError, _>(|c| {
-        let before = rows_read(c, "notifications")?;
-        let claimed = claim(c, "me", 8, now + time::SECOND, now)?;
-        assert_eq!(claimed.len(), 8);
-        let attempts: Vec<Attempt> = claimed.iter().map(|d| failed_attempt(&d.id, now)).collect();
-        assert_eq!(record_attempts(c, &attempts)?.len(), 8);
-        let after = rows_read(c, "notifications")?;
-        assert_eq!(after.0 - before.0, 0, "no notification read by a scan");
-        let fetched = after.1 - before.1;
-        assert!(
-            fetched <= 64,
-            "{fetched} notifications read through indexes for 8"
-        );
-        Ok(())
-    })
-    .unwrap();
+    let (claimed, recorded) = conn
+        .transaction::<_, crate::error::StoreError, _>(|c| {
+            assert_reads_by_index(c, "notifications", 64, |c| {
+                let claimed = claim(c, "me", 8, now + time::SECOND, now)?;
+                let attempts: Vec<Attempt> =
+                    claimed.iter().map(|d| failed_attempt(&d.id, now)).collect();
+                Ok((claimed.len(), record_attempts(c, &attempts)?.len()))
+            })
+        })
+        .unwrap();
+    assert_eq!((claimed, recorded), (8, 8));
 }

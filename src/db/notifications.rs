@@ -89,7 +89,7 @@ pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult
 mod tests {
     use super::*;
     use crate::bench::database::{test_server, BenchDatabase};
-    use crate::db::prepared::rows_read;
+    use crate::db::prepared::assert_reads_by_index;
     use crate::db::{migrate, Backend};
     use crate::model::time;
 
@@ -116,7 +116,7 @@ mod tests {
     /// 2 000 notifications, 7 of them past the retention: purges of 5 take the oldest
     /// first, then the rest, then nothing, each with its attempts, and the young ones stay.
     /// On PostgreSQL the pass reads only the rows it deletes, also with the statement's
-    /// plan cached on the empty table (`prepared::rows_read`).
+    /// plan cached on the empty table (`prepared::assert_reads_by_index`).
     fn purge_takes_only_the_old(server: Option<&str>) {
         let db = BenchDatabase::create(server).unwrap();
         let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
@@ -150,23 +150,12 @@ mod tests {
             .filter(|i| i % 300 == 7)
             .map(|i| format!("j{i:04}"))
             .collect();
-        let pg = server.is_some();
-        conn.transaction::<_, crate::error::StoreError, _>(|c| {
-            let before = if pg {
-                rows_read(c, "notifications")?
-            } else {
-                (0, 0)
-            };
-            assert_eq!(purge(c, cutoff, 5)?, 5);
-            if pg {
-                let after = rows_read(c, "notifications")?;
-                assert_eq!(after.0 - before.0, 0, "no notification read by a scan");
-                let fetched = after.1 - before.1;
-                assert!(fetched <= 20, "{fetched} notifications read for 5");
-            }
-            Ok(())
-        })
-        .unwrap();
+        let purged = conn
+            .transaction::<_, crate::error::StoreError, _>(|c| {
+                assert_reads_by_index(c, "notifications", 20, |c| purge(c, cutoff, 5))
+            })
+            .unwrap();
+        assert_eq!(purged, 5);
         assert_eq!(left(conn), (1995, 1995));
         for (i, job) in oldest_first.iter().enumerate() {
             assert_eq!(

@@ -264,12 +264,19 @@ pub(crate) fn by_index_until_commit(c: &mut diesel::PgConnection) -> QueryResult
     )
 }
 
-/// Rows of `table` read so far by this PostgreSQL connection's transaction: by scan, and
-/// through indexes (`pg_stat_xact_user_tables`). Reads of earlier transactions that the
-/// backend has not reported yet count too, so a test compares two readings around the
-/// statements it checks. For tests that show a statement reads only its own rows.
+/// Runs `f` and checks that, on PostgreSQL, it read no row of `table` by a scan and at
+/// most `at_most` through indexes: what the transaction's table counters
+/// (`pg_stat_xact_user_tables`) gained meanwhile. They also count reads of earlier
+/// transactions that the backend has not reported yet, hence a reading before and one
+/// after. For tests that show a statement reads only its own rows whatever the table
+/// holds; on SQLite it only runs `f`.
 #[cfg(test)]
-pub(crate) fn rows_read(c: &mut DbConnection, table: &str) -> QueryResult<(i64, i64)> {
+pub(crate) fn assert_reads_by_index<T, E: From<diesel::result::Error>>(
+    c: &mut DbConnection,
+    table: &str,
+    at_most: i64,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E> {
     #[derive(QueryableByName)]
     struct Read {
         #[diesel(sql_type = BigInt)]
@@ -277,13 +284,32 @@ pub(crate) fn rows_read(c: &mut DbConnection, table: &str) -> QueryResult<(i64, 
         #[diesel(sql_type = BigInt)]
         by_index: i64,
     }
-    let read: Read = diesel::sql_query(
-        "SELECT COALESCE(seq_tup_read, 0) AS by_scan, COALESCE(idx_tup_fetch, 0) AS by_index \
-         FROM pg_stat_xact_user_tables WHERE relname = $1",
-    )
-    .bind::<Text, _>(table)
-    .get_result(c)?;
-    Ok((read.by_scan, read.by_index))
+    let rows_read = |c: &mut DbConnection| -> QueryResult<Read> {
+        diesel::sql_query(
+            "SELECT COALESCE(seq_tup_read, 0) AS by_scan, \
+                COALESCE(idx_tup_fetch, 0) AS by_index \
+             FROM pg_stat_xact_user_tables WHERE relname = $1",
+        )
+        .bind::<Text, _>(table)
+        .get_result(c)
+    };
+    if matches!(c, DbConnection::Sqlite(_)) {
+        return f(c);
+    }
+    let before = rows_read(c)?;
+    let out = f(c)?;
+    let after = rows_read(c)?;
+    assert_eq!(
+        after.by_scan - before.by_scan,
+        0,
+        "rows of {table} read by a scan"
+    );
+    let fetched = after.by_index - before.by_index;
+    assert!(
+        fetched <= at_most,
+        "{fetched} rows of {table} read through indexes, at most {at_most} expected"
+    );
+    Ok(out)
 }
 
 #[cfg(test)]
