@@ -4,7 +4,7 @@
 //! [`JobStatus::can_become`] even when nodes race.
 
 use super::notifications;
-use super::prepared::{prepared, Param};
+use super::prepared::{prepared, usual_plans, Param, OFF_FOR_THE_TRANSACTION};
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
 use super::{literal, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -542,21 +542,15 @@ pub fn claim(
             // on indexes alone (see `PG_CLAIM`), by settings local to the writer's
             // transaction (the writer always runs one); the rest of the transaction goes
             // back to the usual planning.
-            prepared!(
-                "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1)), \
-                    set_config('enable_seqscan', 'off', true), \
-                    set_config('enable_bitmapscan', 'off', true), \
-                    set_config('enable_hashjoin', 'off', true), \
-                    set_config('enable_mergejoin', 'off', true)",
-                &params[..1],
-            )
-            .execute(c)?;
+            static LOCK: LazyLock<String> = LazyLock::new(|| {
+                format!(
+                    "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1)), {}",
+                    *OFF_FOR_THE_TRANSACTION
+                )
+            });
+            prepared!(&LOCK, &params[..1]).execute(c)?;
             let claimed = prepared!(PG_CLAIM, &params).load(c)?;
-            diesel::connection::SimpleConnection::batch_execute(
-                c,
-                "RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; \
-                 RESET enable_mergejoin",
-            )?;
+            usual_plans(c)?;
             claimed
         }
     };

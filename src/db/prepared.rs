@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::rc::Rc;
+use std::sync::LazyLock;
 
 /// One parameter value.
 #[derive(Debug, Clone, Copy)]
@@ -216,6 +217,40 @@ impl<S> Query for Prepared<'_, S> {
 
 impl<S, Conn> RunQueryDsl<Conn> for Prepared<'_, S> {}
 
+/// The planner settings that, turned off, leave PostgreSQL index, TID and nested-loop
+/// plans only: what [`by_index`], [`by_index_until_commit`] and the job claim
+/// ([`OFF_FOR_THE_TRANSACTION`]) turn off, named once.
+const SCANS_AND_JOINS: [&str; 4] = [
+    "enable_seqscan",
+    "enable_bitmapscan",
+    "enable_hashjoin",
+    "enable_mergejoin",
+];
+
+/// One statement per setting, `template` with `{}` for its name.
+fn each_setting(template: &str) -> String {
+    SCANS_AND_JOINS
+        .map(|name| template.replace("{}", name))
+        .join("; ")
+}
+
+/// `set_config(…, 'off', true)` of every setting, comma-separated: for the select list of
+/// a statement that runs anyway (the job claim's advisory lock), so that turning them off
+/// for the rest of the transaction costs no round trip of its own.
+pub(crate) static OFF_FOR_THE_TRANSACTION: LazyLock<String> = LazyLock::new(|| {
+    SCANS_AND_JOINS
+        .map(|name| format!("set_config('{name}', 'off', true)"))
+        .join(", ")
+});
+
+/// Turns the settings back on, after [`by_index`] or [`OFF_FOR_THE_TRANSACTION`], for the
+/// statements of the transaction that follow.
+pub(crate) fn usual_plans(c: &mut diesel::PgConnection) -> QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    static RESET: LazyLock<String> = LazyLock::new(|| each_setting("RESET {}"));
+    c.batch_execute(&RESET)
+}
+
 /// Runs `f` with PostgreSQL planning its statements to find their rows by key, by address
 /// or in an index's order (nested loops over index and TID scans), never by reading a
 /// table or an index whole. For statements that touch a few rows of a large table. The
@@ -237,15 +272,10 @@ pub(crate) fn by_index<T, E: From<diesel::result::Error>>(
     // `SET`, not `SET LOCAL`, which does nothing outside a transaction: a plan cached
     // there would be kept inside one. Reset whatever `f` answers; a transaction that `f`
     // aborted undoes the settings when it rolls back.
-    c.batch_execute(
-        "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_hashjoin = off; \
-         SET enable_mergejoin = off",
-    )?;
+    static SET: LazyLock<String> = LazyLock::new(|| each_setting("SET {} = off"));
+    c.batch_execute(&SET)?;
     let out = f(c);
-    let reset = c.batch_execute(
-        "RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; \
-         RESET enable_mergejoin",
-    );
+    let reset = usual_plans(c);
     let out = out?;
     reset?;
     Ok(out)
@@ -258,10 +288,8 @@ pub(crate) fn by_index<T, E: From<diesel::result::Error>>(
 /// it. Outside a transaction it changes nothing: the writer always runs one.
 pub(crate) fn by_index_until_commit(c: &mut diesel::PgConnection) -> QueryResult<()> {
     use diesel::connection::SimpleConnection;
-    c.batch_execute(
-        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
-         SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
-    )
+    static SET_LOCAL: LazyLock<String> = LazyLock::new(|| each_setting("SET LOCAL {} = off"));
+    c.batch_execute(&SET_LOCAL)
 }
 
 /// Runs `f` and checks that, on PostgreSQL, it read no row of `table` by a scan and at
