@@ -146,7 +146,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
         "{}-{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
         std::process::id(),
-        model::ids::new_job_id()
+        model::ids::new_job_id(model::time::now())
     );
     let started_at = model::time::now();
     actors::heartbeat::Heartbeat {

@@ -63,14 +63,15 @@ pub async fn accept<J: crate::jobs::Job>(
     let mut tries = 0;
     let submitted = loop {
         tries += 1;
+        let now = time::now();
         let job = Job {
-            id: ids::new_job_id(),
+            id: ids::new_job_id(now),
             eshop_id: tenant.eshop_id,
             endpoint: J::ENDPOINT.to_string(),
             queue: J::QUEUE.to_string(),
             status: JobStatus::Pending.as_str().to_string(),
             params: params.clone(),
-            creation_time: time::now(),
+            creation_time: now,
             started_time: None,
             completion_time: None,
             attempt: 0,

@@ -38,7 +38,7 @@ pub(crate) struct Outcome {
 impl BenchDatabase {
     /// A new SQLite file (`server` None) or a new database on the PostgreSQL `server`.
     pub(crate) fn create(server: Option<&str>) -> Result<BenchDatabase, String> {
-        let suffix = crate::model::ids::new_job_id();
+        let suffix = crate::model::ids::new_job_id(crate::model::time::now());
         match server {
             None => {
                 let dir = std::env::temp_dir()

@@ -922,7 +922,7 @@ pub fn count_unfinished_by_endpoint(
 #[cfg(test)]
 pub(crate) fn pending_for_tests(queue: &str) -> Job {
     Job {
-        id: crate::model::ids::new_job_id(),
+        id: crate::model::ids::new_job_id(crate::model::time::now()),
         eshop_id: 1,
         endpoint: "/api/products/snapshot".into(),
         queue: queue.into(),

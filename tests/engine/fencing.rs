@@ -120,7 +120,7 @@ async fn claims_are_fair_between_eshops(backend: Backend) {
 /// A pending snapshot job of `eshop_id` created at `created`.
 fn pending_job(eshop_id: i64, created: i64) -> jobs::Job {
     jobs::Job {
-        id: jobline::model::ids::new_job_id(),
+        id: jobline::model::ids::new_job_id(created),
         eshop_id,
         endpoint: "/api/products/snapshot".into(),
         queue: "snapshots".into(),

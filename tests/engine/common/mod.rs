@@ -50,7 +50,7 @@ pub fn pg_server_url() -> String {
 }
 
 fn random_suffix() -> String {
-    jobline::model::ids::new_job_id()
+    jobline::model::ids::new_job_id(jobline::model::time::now())
 }
 
 /// A fresh database that is removed when dropped.
