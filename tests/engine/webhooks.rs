@@ -23,6 +23,8 @@ enum Reply {
     Redirect,
     /// 429 with `Retry-After: <seconds>`.
     TooMany(u64),
+    /// 200 once the test lets one more request through ([`Receiver::release`]).
+    Held,
 }
 
 /// One request the receiver got.
@@ -38,6 +40,11 @@ struct Hit {
 
 struct ReceiverState {
     seen: AtomicUsize,
+    /// Requests being answered now, and the most there were at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    /// Permits for [`Reply::Held`] requests.
+    gate: tokio::sync::Semaphore,
     hits: mpsc::UnboundedSender<Hit>,
     script: Box<dyn Fn(usize) -> Reply + Send + Sync>,
 }
@@ -46,10 +53,19 @@ struct ReceiverState {
 struct Receiver {
     url: String,
     hits: mpsc::UnboundedReceiver<Hit>,
+    state: web::Data<ReceiverState>,
 }
 
 async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<ReceiverState>) -> HttpResponse {
     let n = st.seen.fetch_add(1, Ordering::SeqCst);
+    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    let reply = answer(&st, n, &req, body).await;
+    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+    reply
+}
+
+async fn answer(st: &ReceiverState, n: usize, req: &HttpRequest, body: web::Bytes) -> HttpResponse {
     let headers = req
         .headers()
         .iter()
@@ -77,6 +93,10 @@ async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<ReceiverState
         Reply::Redirect => HttpResponse::Found()
             .insert_header(("location", "/elsewhere"))
             .finish(),
+        Reply::Held => {
+            st.gate.acquire().await.expect("gate open").forget();
+            HttpResponse::Ok().finish()
+        }
     }
 }
 
@@ -85,14 +105,18 @@ impl Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = web::Data::new(ReceiverState {
             seen: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
             hits: tx,
             script: Box::new(script),
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let shared = state.clone();
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
-                .app_data(state.clone())
+                .app_data(shared.clone())
                 .default_service(web::to(receive))
         })
         .workers(1)
@@ -104,7 +128,18 @@ impl Receiver {
         Receiver {
             url: format!("http://{addr}/hook"),
             hits: rx,
+            state,
         }
+    }
+
+    /// Lets one more [`Reply::Held`] request be answered.
+    fn release(&self) {
+        self.state.gate.add_permits(1);
+    }
+
+    /// The most requests this receiver was answering at once.
+    fn most_in_flight(&self) -> usize {
+        self.state.most_in_flight.load(Ordering::SeqCst)
     }
 
     async fn next(&mut self) -> Hit {
@@ -960,6 +995,49 @@ async fn a_batch_for_many_targets_is_delivered_once_each(backend: Backend) {
     }
 }
 
+/// The dispatcher claims more notifications than it has slots (so that a slot that frees
+/// starts the next at once), yet never has more than `webhook_workers` requests under way,
+/// and delivers each claimed notification once.
+async fn deliveries_stay_within_webhook_workers(backend: Backend) {
+    const SLOTS: usize = 3;
+    const DUE: usize = 12;
+    let t = spawn(backend, |c| c.webhook_workers = SLOTS).await;
+    let mut rx = Receiver::start(|_| Reply::Held);
+    register_for(&t, 1, &rx.url).await;
+    outbox(&mut t.db.connect(), &[(1, DUE)]);
+
+    let mut ids = std::collections::HashSet::new();
+    for delivered in 0..DUE {
+        // Every slot is taken while requests are held: the next one arrives only when a
+        // held one is answered.
+        if delivered >= SLOTS {
+            rx.release();
+        }
+        let hit = rx.next().await;
+        assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
+        assert!(
+            rx.most_in_flight() <= SLOTS,
+            "{} at once",
+            rx.most_in_flight()
+        );
+    }
+    for _ in 0..SLOTS {
+        rx.release();
+    }
+    use jobline::db::deliveries::{list, NotificationFilter};
+    let success = NotificationFilter {
+        status: Some("success".into()),
+        ..Default::default()
+    };
+    let mut conn = t.db.connect();
+    eventually(Duration::from_secs(20), "every attempt recorded", || {
+        std::future::ready(list(&mut conn, 1, &success, 0, 1, 0).unwrap().1 == DUE as i64)
+    })
+    .await;
+    assert_eq!(rx.most_in_flight(), SLOTS, "the slots were all used");
+    assert!(rx.drain().is_empty(), "a second delivery");
+}
+
 /// Registers a `job:finished` webhook to `url` for a new e-shop `shop` (or e-shop 1);
 /// answers the webhook's id.
 async fn register_for(t: &TestApp, shop: i64, url: &str) -> String {
@@ -1172,6 +1250,7 @@ crate::on_both_backends!(
     mixed_outcomes_each_get_their_own_record,
     one_recorded_batch_gives_each_attempt_its_outcome,
     a_batch_for_many_targets_is_delivered_once_each,
+    deliveries_stay_within_webhook_workers,
     claims_keep_two_nodes_apart,
     delivers_signed_job_finished,
     retries_until_success,

@@ -1,11 +1,18 @@
 //! The webhook dispatcher: up to `webhook_workers` deliveries at once on this node. It works
 //! in rounds, one write op at a time: a round records every attempt that finished since the
-//! last one and claims as many due notifications as there are free slots, each with its
-//! webhook and keys, with a short claim (so no other node delivers them meanwhile). While a
-//! round is under way, finished attempts gather for the next, so the writer sees one op
-//! and a few statements per round instead of an op per attempt and per claim. It wakes
-//! when a job ends on this node, when a delivery finishes, and on a slow poll as a
-//! backstop (jobs ended on other nodes, retries coming due, redeliveries).
+//! last one and claims due notifications, each with its webhook and keys, with a short
+//! claim (so no other node delivers them meanwhile). While a round is under way, finished
+//! attempts gather for the next, so the writer sees one op and a few statements per round
+//! instead of an op per attempt and per claim. It wakes when a job ends on this node, when
+//! a delivery finishes, and on a slow poll as a backstop (jobs ended on other nodes,
+//! retries coming due, redeliveries).
+//!
+//! A round claims up to `webhook_workers` notifications more than its free slots: they
+//! wait here, claimed, and a slot that frees starts the next of them at once instead of
+//! waiting for two rounds (the one under way and its own) to record its attempt and claim
+//! it new work. With 16 slots and a round taking 2.4 ms on PostgreSQL, that wait was most
+//! of a slot's cycle, and it capped deliveries at about 16 per round (docs/benchmarks.md,
+//! "Seventh session"). Never more than `webhook_workers` requests are under way.
 //!
 //! One actor with `webhook_workers` delivery slots, rather than an actor per slot: a
 //! delivery is an awaited HTTP request, and the actor runs as many of them at once as it
@@ -23,12 +30,13 @@ use crate::store::events::Wake;
 use crate::store::DeliveryRound;
 use actix::prelude::*;
 use rand::Rng;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How much longer than `webhook_timeout` a claim lasts: a node that dies mid-delivery
-/// lets another node retry once this has passed.
+/// How much longer than twice `webhook_timeout` a claim lasts (a claimed notification may
+/// wait for a slot as long as one delivery takes, then take as long itself): a node that
+/// dies mid-delivery lets another node retry once this has passed.
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// The delivery actor.
@@ -40,6 +48,8 @@ pub struct WebhookDispatcher {
     client: GuardedClient,
     /// Deliveries whose request is under way: each holds a slot.
     delivering: usize,
+    /// Claimed notifications waiting for a free slot, oldest claim first.
+    waiting: VecDeque<ClaimedDelivery>,
     /// Attempts that finished and wait for the next round to record them.
     finished: Vec<Attempt>,
     /// A round is under way.
@@ -63,6 +73,7 @@ impl WebhookDispatcher {
             shared,
             client,
             delivering: 0,
+            waiting: VecDeque::new(),
             finished: Vec::new(),
             in_round: false,
             wake_again: false,
@@ -84,7 +95,7 @@ impl WebhookDispatcher {
         let limit = if self.draining {
             0
         } else {
-            self.slots().saturating_sub(self.delivering)
+            (2 * self.slots()).saturating_sub(self.delivering + self.waiting.len())
         };
         if limit == 0 && self.finished.is_empty() {
             return;
@@ -102,7 +113,7 @@ impl WebhookDispatcher {
             node: self.shared.node.clone(),
             finished,
             limit: limit as i64,
-            claim: time::micros(self.shared.config.webhook_timeout + CLAIM_MARGIN),
+            claim: time::micros(2 * self.shared.config.webhook_timeout + CLAIM_MARGIN),
         };
         let store = self.shared.store.clone();
         async move { store.write(op).await }
@@ -115,9 +126,8 @@ impl WebhookDispatcher {
                             log::info!("notification {id} was claimed elsewhere meanwhile");
                         }
                         let full = limit > 0 && done.claimed.len() == limit;
-                        for d in done.claimed {
-                            act.start_delivery(d, ctx);
-                        }
+                        act.waiting.extend(done.claimed);
+                        act.fill_slots(ctx);
                         if full || act.wake_again || !act.finished.is_empty() {
                             act.round(ctx);
                         }
@@ -144,6 +154,16 @@ impl WebhookDispatcher {
         now
     }
 
+    /// Starts waiting deliveries while slots are free.
+    fn fill_slots(&mut self, ctx: &mut Context<Self>) {
+        while self.delivering < self.slots() {
+            let Some(d) = self.waiting.pop_front() else {
+                return;
+            };
+            self.start_delivery(d, ctx);
+        }
+    }
+
     fn start_delivery(&mut self, d: ClaimedDelivery, ctx: &mut Context<Self>) {
         self.delivering += 1;
         let client = self.client.clone();
@@ -168,13 +188,19 @@ impl WebhookDispatcher {
         .map(|attempt, act, ctx| {
             act.delivering -= 1;
             act.finished.push(attempt);
+            act.fill_slots(ctx);
             act.round(ctx);
         })
         .spawn(ctx);
     }
 
     fn check_drained(&mut self) {
-        if self.draining && self.delivering == 0 && self.finished.is_empty() && !self.in_round {
+        if self.draining
+            && self.delivering == 0
+            && self.waiting.is_empty()
+            && self.finished.is_empty()
+            && !self.in_round
+        {
             for waiter in self.drained.drain(..) {
                 let _ = waiter.send(());
             }
