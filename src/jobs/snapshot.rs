@@ -24,11 +24,13 @@ impl Job for SnapshotJob {
     /// CPU and database work: JSON and gzip on the worker's thread, and a read per page
     /// and a commit per job, during which the worker waits. Waiting dominates for the
     /// usual small catalogue, so many workers per CPU keep the CPUs and the writer's group
-    /// commit busy: on 2 CPUs `jobline bench` ran fastest with 32 workers set by hand on
-    /// SQLite, and 32 to 96 alike on PostgreSQL, where 16 was far slower (docs/benchmarks.md).
+    /// commit busy: on 2 CPUs `jobline bench` on PostgreSQL ran at 2 700–2 900 jobs/s with
+    /// 32 workers and 3 400–3 550/s with 64 or 96 set by hand (docs/benchmarks.md, "Seventh
+    /// session"); 32 per CPU keeps the default within 90 % of the best. A snapshot holds
+    /// about 1.3 MB at its peak whatever the catalogue, so 64 at once stay under 100 MB.
     const POOL: PoolDefaults = PoolDefaults {
         min_workers: 1,
-        max_workers_per_cpu: 16,
+        max_workers_per_cpu: 32,
     };
 
     fn run(self, ctx: JobContext) -> JobRun {

@@ -205,14 +205,14 @@ mod tests {
     fn defaults_follow_the_cpus_and_what_the_kind_waits_on() {
         let two = plan(&Config::default(), &kinds(), 2).unwrap();
         assert_eq!(two[0].name, "snapshots");
-        assert_eq!((two[0].rule.min_workers, two[0].rule.max_workers), (1, 32));
+        assert_eq!((two[0].rule.min_workers, two[0].rule.max_workers), (1, 64));
         assert_eq!((two[1].rule.min_workers, two[1].rule.max_workers), (1, 32));
         assert_eq!(two[0].threads, 2);
-        assert_eq!(two[0].rule.scale_up_step, 32);
+        assert_eq!(two[0].rule.scale_up_step, 64);
         assert_eq!(two[0].rule.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(two[1].max_run_time, DEFAULT_MAX_RUN_TIME);
         let one = plan(&Config::default(), &kinds(), 1).unwrap();
-        assert_eq!(one[0].rule.max_workers, 16);
+        assert_eq!(one[0].rule.max_workers, 32);
         assert_eq!(one[0].threads, 1);
         // The slowest images request (100 sources that all time out) still ends before
         // the images queue's default max_run_time kills it.
@@ -223,12 +223,13 @@ mod tests {
 
     #[test]
     fn many_cpus_shrink_the_defaults_to_what_the_database_pool_serves() {
-        // 64 CPUs: 1024 + 1024 by default, 128 allowed with 8 connections, shared alike.
+        // 64 CPUs: 2048 + 1024 by default, 128 allowed with 8 connections, shared in the
+        // same proportion.
         let planned = plan(&Config::default(), &kinds(), 64).unwrap();
         let total: usize = planned.iter().map(|s| s.rule.max_workers).sum();
         assert!(total <= 8 * WORKERS_PER_CONNECTION, "{planned:?}");
-        assert_eq!(planned[0].rule.max_workers, 64);
-        assert_eq!(planned[1].rule.max_workers, 64);
+        assert_eq!(planned[0].rule.max_workers, 85);
+        assert_eq!(planned[1].rule.max_workers, 42);
         // A configured maximum stays; the default one gives way.
         let mut c = with(
             "snapshots",
@@ -283,12 +284,12 @@ mod tests {
         let high_min = with(
             "snapshots",
             QueueConfig {
-                min_workers: Some(40),
+                min_workers: Some(80),
                 ..QueueConfig::default()
             },
         );
         let r = plan(&high_min, &kinds(), 2).unwrap()[0].rule;
-        assert_eq!((r.min_workers, r.max_workers), (40, 40));
+        assert_eq!((r.min_workers, r.max_workers), (80, 80));
     }
 
     #[test]
