@@ -7,12 +7,14 @@
 //! a delivery finishes, and on a slow poll as a backstop (jobs ended on other nodes,
 //! retries coming due, redeliveries).
 //!
-//! A round claims up to `webhook_workers` notifications more than its free slots: they
-//! wait here, claimed, and a slot that frees starts the next of them at once instead of
-//! waiting for two rounds (the one under way and its own) to record its attempt and claim
-//! it new work. With 16 slots and a round taking 2.4 ms on PostgreSQL, that wait was most
-//! of a slot's cycle, and it capped deliveries at about 16 per round (docs/benchmarks.md,
-//! "Seventh session"). Never more than `webhook_workers` requests are under way.
+//! A round claims up to [`AHEAD`] × `webhook_workers` notifications more than its free
+//! slots: they wait here, claimed, and a slot that frees starts the next of them at once
+//! instead of waiting for two rounds (the one under way and its own) to record its attempt
+//! and claim it new work. With 16 slots and a round taking 2.4 ms on PostgreSQL, that wait
+//! was most of a slot's cycle, and it capped deliveries at about 16 per round; with 16
+//! waiting, the rounds (which share SQLite's one writer with submits and job ends) still
+//! let the slots run dry (docs/benchmarks.md, "Seventh session"). Never more than
+//! `webhook_workers` requests are under way.
 //!
 //! One actor with `webhook_workers` delivery slots, rather than an actor per slot: a
 //! delivery is an awaited HTTP request, and the actor runs as many of them at once as it
@@ -34,9 +36,13 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How much longer than twice `webhook_timeout` a claim lasts (a claimed notification may
-/// wait for a slot as long as one delivery takes, then take as long itself): a node that
-/// dies mid-delivery lets another node retry once this has passed.
+/// Notifications claimed ahead, waiting for a slot, in multiples of `webhook_workers`.
+const AHEAD: u32 = 3;
+
+/// How much longer than `(AHEAD + 1) × webhook_timeout` a claim lasts (a claimed
+/// notification may wait for a slot as long as `AHEAD` deliveries take, one after another,
+/// then take as long itself): a node that dies mid-delivery lets another node retry once
+/// this has passed.
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// The delivery actor.
@@ -95,7 +101,8 @@ impl WebhookDispatcher {
         let limit = if self.draining {
             0
         } else {
-            (2 * self.slots()).saturating_sub(self.delivering + self.waiting.len())
+            (self.slots() * (AHEAD as usize + 1))
+                .saturating_sub(self.delivering + self.waiting.len())
         };
         if limit == 0 && self.finished.is_empty() {
             return;
@@ -113,7 +120,7 @@ impl WebhookDispatcher {
             node: self.shared.node.clone(),
             finished,
             limit: limit as i64,
-            claim: time::micros(2 * self.shared.config.webhook_timeout + CLAIM_MARGIN),
+            claim: time::micros(self.shared.config.webhook_timeout * (AHEAD + 1) + CLAIM_MARGIN),
         };
         let store = self.shared.store.clone();
         async move { store.write(op).await }
