@@ -3,6 +3,8 @@
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 
 use super::time::Micros;
 
@@ -13,17 +15,27 @@ const JOB_ID_DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// Length of a job id: the contract's "7 lower-case letters and digits".
 pub const JOB_ID_LEN: usize = 7;
 
-/// Random values a job id draws among within one tick of [`JOB_ID_TICK`].
-const JOB_ID_RANDOM: u64 = 1 << 24;
+/// Values of a job id's low part, within one tick of [`JOB_ID_TICK`].
+const JOB_ID_LOW: u64 = 1 << 24;
 /// Microseconds a job id's time part stays the same (16.4 ms).
 const JOB_ID_TICK: u64 = 1 << 14;
-/// Ticks before the time part comes round again: as many as fit in 36^7 beside the random
+/// Ticks before the time part comes round again: as many as fit in 36^7 beside the low
 /// part (4 670 ticks, 76.5 s).
-const JOB_ID_TICKS: u64 = 36u64.pow(JOB_ID_LEN as u32) / JOB_ID_RANDOM;
+const JOB_ID_TICKS: u64 = 36u64.pow(JOB_ID_LEN as u32) / JOB_ID_LOW;
+/// An odd multiplier (2^24 / the golden ratio): multiplying by it is a bijection modulo
+/// 2^24 that scatters consecutive counts over the whole range.
+const JOB_ID_SCATTER: u64 = 0x9E_3779;
 
-/// A new job id for a job created at `now`: the base-36 number `tick × 2^24 + random`,
-/// where `tick` counts 16.4 ms periods modulo 4 670 (so it comes round every 76.5 s) and
-/// `random` is one of 2^24 values.
+/// Counts the job ids this process made; with [`JOB_ID_START`], it gives their low parts.
+static JOB_ID_COUNT: AtomicU64 = AtomicU64::new(0);
+/// Where this process's low parts start: random, so that two nodes, or a restarted node,
+/// do not follow the same sequence.
+static JOB_ID_START: LazyLock<u64> = LazyLock::new(|| rand::rng().random_range(0..JOB_ID_LOW));
+
+/// A new job id for a job created at `now`: the base-36 number `tick × 2^24 + low`, where
+/// `tick` counts 16.4 ms periods modulo 4 670 (so it comes round every 76.5 s) and `low`
+/// is this process's next value of a sequence that visits all 2^24 values in a scattered
+/// order from a random start.
 ///
 /// Ids made within the same tick fall into one narrow range of the id space, so that a
 /// batch of inserts touches a page or two at the same place of each b-tree keyed by a job
@@ -32,14 +44,17 @@ const JOB_ID_TICKS: u64 = 36u64.pow(JOB_ID_LEN as u32) / JOB_ID_RANDOM;
 /// to its WAL, and random ids made those three b-trees 2.5 of the 8.1 WAL frames a job
 /// cost (docs/benchmarks.md, "Seventh session").
 ///
-/// Ids stay unique as before: at 10 000 submits a second, two ids of one tick are equal
-/// about once in 20 s, and an id already taken, then or by an older job, fails the insert,
-/// which `api::jobs::accept` answers by submitting again with a new id. Ids are not
-/// secrets (every read of a job is scoped to its e-shop's token); what they tell of the
-/// time is the creation time the job's detail shows anyway.
+/// One process never makes the same id twice until it has made 2^24 of them (random low
+/// parts would meet within a tick: two of 4 000 ids made in one tick are equal about every
+/// other time). Ids of other processes, or older than that, can still be taken; the insert
+/// then fails and `api::jobs::accept` submits again with a new id. Ids are not secrets
+/// (every read of a job is scoped to its e-shop's token); what they tell of the time is
+/// the creation time the job's detail shows anyway.
 pub fn new_job_id(now: Micros) -> String {
     let tick = (now.max(0) as u64 / JOB_ID_TICK) % JOB_ID_TICKS;
-    let mut n = tick * JOB_ID_RANDOM + rand::rng().random_range(0..JOB_ID_RANDOM);
+    let count = JOB_ID_COUNT.fetch_add(1, Ordering::Relaxed);
+    let low = JOB_ID_START.wrapping_add(count.wrapping_mul(JOB_ID_SCATTER)) % JOB_ID_LOW;
+    let mut n = tick * JOB_ID_LOW + low;
     let mut id = [0u8; JOB_ID_LEN];
     for digit in id.iter_mut().rev() {
         *digit = JOB_ID_DIGITS[(n % 36) as usize];
@@ -146,21 +161,19 @@ mod tests {
     fn job_ids_of_one_tick_fall_in_its_range_in_text_order() {
         let value = |id: &str| u64::from_str_radix(id, 36).expect("base 36");
         let now = 1_764_000_000_000_000 / JOB_ID_TICK as i64 * JOB_ID_TICK as i64;
-        let tick = value(&new_job_id(now)) / JOB_ID_RANDOM;
-        let ids: Vec<String> = (0..1000).map(|i| new_job_id(now + i % 16_000)).collect();
+        let tick = value(&new_job_id(now)) / JOB_ID_LOW;
+        // 20 000 ids in one tick, all different (random low parts: about 12 pairs equal).
+        let ids: Vec<String> = (0..20_000).map(|i| new_job_id(now + i % 16_000)).collect();
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
-        assert!(distinct.len() >= 999, "{} distinct of 1000", distinct.len());
-        assert!(
-            ids.iter().all(|id| value(id) / JOB_ID_RANDOM == tick),
-            "{ids:?}"
-        );
+        assert_eq!(distinct.len(), ids.len());
+        assert!(ids.iter().all(|id| value(id) / JOB_ID_LOW == tick));
         // The next tick's ids come after this tick's, in text order as in value.
         let next = new_job_id(now + JOB_ID_TICK as i64);
-        assert_eq!(value(&next) / JOB_ID_RANDOM, tick + 1);
+        assert_eq!(value(&next) / JOB_ID_LOW, tick + 1);
         assert!(ids.iter().all(|id| *id < next), "{next}");
         // The time part comes round after JOB_ID_TICKS ticks.
         let round = new_job_id(now + (JOB_ID_TICKS * JOB_ID_TICK) as i64);
-        assert_eq!(value(&round) / JOB_ID_RANDOM, tick);
+        assert_eq!(value(&round) / JOB_ID_LOW, tick);
     }
 
     #[test]
