@@ -110,13 +110,19 @@ fn postgres_claims_match_the_model() {
     claims_match_the_model(Some(&crate::bench::database::test_server()));
 }
 
-/// The PostgreSQL claim reads only what it claims and its bounded probes, whatever the
-/// size of the backlog and of the history: its plan is cached while the table is empty
-/// (eight claims of nothing, inside transactions as the writer runs them), then it claims 8
-/// of 3 000 pending jobs of 8 e-shops beside 3 000 finished ones. No row of `jobs` is read
-/// by a scan, and at most 200 through indexes (a plan that read the backlog reads 3 000).
-#[test]
-fn postgres_claim_reads_no_backlog() {
+/// On PostgreSQL: caches the claim's plans while the table is empty (eight claims of
+/// nothing, inside transactions as the writer runs them), then inserts `backlog` jobs of 8
+/// e-shops in turns, oldest first, each as `shape` leaves it (given its number and a lease
+/// end), and claims `limit` under `cap`. The claim must read no row of `jobs` by a scan
+/// and at most `at_most` through indexes (`prepared::assert_reads_by_index`); answers how
+/// many jobs it claimed.
+fn claim_with_plans_cached_on_an_empty_table(
+    backlog: i64,
+    shape: impl Fn(i64, &mut Job, Micros),
+    limit: i64,
+    cap: i64,
+    at_most: i64,
+) -> usize {
     use crate::db::prepared::assert_reads_by_index;
     use diesel::Connection;
     let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
@@ -126,33 +132,47 @@ fn postgres_claim_reads_no_backlog() {
     let lease = now + 60 * time::SECOND;
     for _ in 0..8 {
         conn.transaction::<_, StoreError, _>(|c| {
-            assert!(claim(c, "snapshots", "n", 8, 4, lease, now)?.is_empty());
+            assert!(claim(c, "snapshots", "n", limit, cap, lease, now)?.is_empty());
             Ok(())
         })
         .unwrap();
     }
     conn.transaction::<_, StoreError, _>(|c| {
-        for i in 0..6000i64 {
+        for i in 0..backlog {
             let mut job = pending_for_tests("snapshots");
             job.eshop_id = 1 + i % 8;
-            job.creation_time = now - 6000 + i;
-            if i < 3000 {
-                job.status = "completed".into();
-                job.completion_time = Some(now);
-            }
+            job.creation_time = now - backlog + i;
+            shape(i, &mut job, lease);
             insert(c, &job, None, time::SECOND)?;
         }
         Ok(())
     })
     .unwrap();
-    let claimed = conn
-        .transaction::<_, StoreError, _>(|c| {
-            assert_reads_by_index(c, "jobs", 200, |c| {
-                claim(c, "snapshots", "n", 8, 4, lease, now)
-            })
+    conn.transaction::<_, StoreError, _>(|c| {
+        assert_reads_by_index(c, "jobs", at_most, |c| {
+            claim(c, "snapshots", "n", limit, cap, lease, now)
         })
-        .unwrap();
-    assert_eq!(claimed.len(), 8);
+    })
+    .unwrap()
+    .len()
+}
+
+/// The PostgreSQL claim reads only what it claims and its bounded probes, whatever the
+/// size of the backlog and of the history: with its plans cached on the empty table, it
+/// claims 8 of 3 000 pending jobs of 8 e-shops beside 3 000 finished ones, reading at
+/// most 200 rows through indexes (a plan that read the backlog reads 3 000).
+#[test]
+fn postgres_claim_reads_no_backlog() {
+    let finished = |i: i64, job: &mut Job, _: Micros| {
+        if i < 3000 {
+            job.status = "completed".into();
+            job.completion_time = Some(job.creation_time);
+        }
+    };
+    assert_eq!(
+        claim_with_plans_cached_on_an_empty_table(6000, finished, 8, 4, 200),
+        8
+    );
 }
 
 /// The running count of each e-shop is read once per e-shop, through `jobs_running`, up to
@@ -161,42 +181,16 @@ fn postgres_claim_reads_no_backlog() {
 /// the 128 candidates, each time through `jobs_lease` (every running job): 30 856 rows.
 #[test]
 fn postgres_claim_counts_running_jobs_once_per_eshop() {
-    use crate::db::prepared::assert_reads_by_index;
-    use diesel::Connection;
-    let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
-    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-    migrate(conn).unwrap();
-    let now = time::now();
-    let lease = now + 60 * time::SECOND;
-    for _ in 0..8 {
-        conn.transaction::<_, StoreError, _>(|c| {
-            assert!(claim(c, "snapshots", "n", 16, 1000, lease, now)?.is_empty());
-            Ok(())
-        })
-        .unwrap();
-    }
-    conn.transaction::<_, StoreError, _>(|c| {
-        for i in 0..480i64 {
-            let mut job = pending_for_tests("snapshots");
-            job.eshop_id = 1 + i % 8;
-            job.creation_time = now - 480 + i;
-            if i < 240 {
-                job.status = "running".into();
-                job.attempt = 1;
-                job.lease_owner = Some("other".into());
-                job.lease_expires = Some(lease);
-            }
-            insert(c, &job, None, time::SECOND)?;
+    let running = |i: i64, job: &mut Job, lease: Micros| {
+        if i < 240 {
+            job.status = "running".into();
+            job.attempt = 1;
+            job.lease_owner = Some("other".into());
+            job.lease_expires = Some(lease);
         }
-        Ok(())
-    })
-    .unwrap();
-    let claimed = conn
-        .transaction::<_, StoreError, _>(|c| {
-            assert_reads_by_index(c, "jobs", 600, |c| {
-                claim(c, "snapshots", "n", 16, 1000, lease, now)
-            })
-        })
-        .unwrap();
-    assert_eq!(claimed.len(), 16);
+    };
+    assert_eq!(
+        claim_with_plans_cached_on_an_empty_table(480, running, 16, 1000, 600),
+        16
+    );
 }
