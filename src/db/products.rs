@@ -1,6 +1,7 @@
 //! Products: the synchronous catalogue the snapshot job reads. Every query is scoped by
 //! e-shop.
 
+use super::prepared::{prepared, Param};
 use super::schema::products;
 use super::DbConnection;
 use crate::error::{is_unique_violation, StoreError, StoreResult};
@@ -8,7 +9,7 @@ use crate::model::Micros;
 use diesel::prelude::*;
 
 /// A product as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = products)]
 pub struct Product {
     /// Public id (UUID).
@@ -65,6 +66,42 @@ fn code_conflict(e: diesel::result::Error) -> StoreError {
     } else {
         e.into()
     }
+}
+
+/// [`page_after`] with no filter, the usual snapshot: statements of fixed text, prepared
+/// once per connection. The filtered query is built anew at every call, which for the
+/// small catalogues of `jobline bench` was 45 % of the reading thread's time (diesel
+/// writes the statement's text to find it in its cache).
+fn whole_catalogue_page(
+    conn: &mut DbConnection,
+    eshop_id: i64,
+    after: Option<(Micros, String)>,
+    limit: i64,
+) -> StoreResult<Vec<Product>> {
+    // ?1 e-shop, ?2 limit; after a page ?3 its last creation time, ?4 its last guid.
+    // `LIMIT (?2 + 0)`, not `LIMIT ?2`: SQLite plans a bare bound limit anew at each call.
+    Ok(match &after {
+        None => prepared!(
+            "SELECT guid, eshop_id, code, name, visibility, creation_time, change_time \
+             FROM products WHERE eshop_id = ?1 \
+             ORDER BY creation_time, guid LIMIT (?2 + 0)",
+            &[Param::BigInt(eshop_id), Param::BigInt(limit)],
+        )
+        .rows(conn)?,
+        Some((t, guid)) => prepared!(
+            "SELECT guid, eshop_id, code, name, visibility, creation_time, change_time \
+             FROM products WHERE eshop_id = ?1 \
+                AND (creation_time, guid) > (?3, ?4) \
+             ORDER BY creation_time, guid LIMIT (?2 + 0)",
+            &[
+                Param::BigInt(eshop_id),
+                Param::BigInt(limit),
+                Param::BigInt(*t),
+                Param::Text(guid),
+            ],
+        )
+        .rows(conn)?,
+    })
 }
 
 /// Inserts a product; a code already used by this e-shop is a conflict.
@@ -151,6 +188,9 @@ pub fn page_after(
     after: Option<(Micros, String)>,
     limit: i64,
 ) -> StoreResult<Vec<Product>> {
+    if *filter == ProductFilter::default() {
+        return whole_catalogue_page(conn, eshop_id, after, limit);
+    }
     let mut q = products::table
         .filter(products::eshop_id.eq(eshop_id))
         .select(Product::as_select())
