@@ -87,7 +87,7 @@ fn claims_match_the_model(server: Option<&str>) {
             if Some(*eshop) != busiest {
                 return true;
             }
-            assert!(finish(conn, id, 1, &Outcome::Failed, "", &Zone::utc(), 0).unwrap());
+            assert!(finish(conn, *eshop, id, 1, &Outcome::Failed, "", &Zone::utc(), 0).unwrap());
             *running.get_mut(eshop).unwrap() -= 1;
             false
         });

@@ -47,6 +47,7 @@ pub fn finish_all(conn: &mut DbConnection, ends: &[End]) -> StoreResult<Vec<bool
             .map(|e| {
                 jobs::finish(
                     conn,
+                    e.eshop_id,
                     e.id,
                     e.attempt,
                     e.outcome,

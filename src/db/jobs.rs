@@ -590,18 +590,13 @@ pub fn renew_leases(
     Ok(held.select((jobs::id, jobs::attempt)).load(conn)?)
 }
 
-/// The owner of a job a statement changed.
-#[derive(QueryableByName)]
-struct EshopOf {
-    #[diesel(sql_type = BigInt)]
-    eshop_id: i64,
-}
-
-/// Ends a running attempt. Fenced: only the attempt that holds the job, and only from
-/// `running`; answers whether it took effect. The `job:finished` notification is written
-/// in the same transaction.
+/// Ends a running attempt of a job of `eshop_id`. Fenced: only the attempt that holds the
+/// job, and only from `running`; answers whether it took effect. The `job:finished`
+/// notification is written in the same transaction.
+#[allow(clippy::too_many_arguments)]
 pub fn finish(
     conn: &mut DbConnection,
+    eshop_id: i64,
     id: &str,
     attempt: i32,
     outcome: &Outcome,
@@ -620,12 +615,12 @@ pub fn finish(
         Param::BigInt(now),
         Param::Text(log),
     ];
-    let ended: Vec<EshopOf> = match outcome {
+    let ended = match outcome {
         Outcome::Completed(meta) => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6, result_ext = ?7, \
                 result_content_type = ?8, result_size = ?9, valid_until = ?10 \
-             WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
+             WHERE id = ?1 AND attempt = ?2 AND status = ?3",
             &[
                 &ended[..],
                 &[
@@ -637,18 +632,18 @@ pub fn finish(
             ]
             .concat(),
         )
-        .rows(conn)?,
+        .run(conn)?,
         Outcome::Failed | Outcome::Killed => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6 \
-             WHERE id = ?1 AND attempt = ?2 AND status = ?3 RETURNING eshop_id",
+             WHERE id = ?1 AND attempt = ?2 AND status = ?3",
             &ended,
         )
-        .rows(conn)?,
+        .run(conn)?,
     };
-    let Some(EshopOf { eshop_id }) = ended.into_iter().next() else {
+    if ended == 0 {
         return Ok(false);
-    };
+    }
     match outcome {
         Outcome::Completed(ResultMeta {
             tail: Some((seq, data)),

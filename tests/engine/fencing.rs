@@ -52,7 +52,7 @@ async fn stale_attempt_cannot_complete(backend: Backend) {
     .unwrap();
     assert_eq!(second[0].attempt, 2);
 
-    assert!(!jobs::finish(&mut conn, &id, 1, &meta(), "", &zone, S).unwrap());
+    assert!(!jobs::finish(&mut conn, first[0].eshop_id, &id, 1, &meta(), "", &zone, S).unwrap());
     assert!(
         jobs::renew_leases(&mut conn, "node-a", std::slice::from_ref(&id), later)
             .unwrap()
@@ -62,8 +62,18 @@ async fn stale_attempt_cannot_complete(backend: Backend) {
         jobs::renew_leases(&mut conn, "node-b", std::slice::from_ref(&id), later).unwrap(),
         vec![(id.clone(), 2)]
     );
-    assert!(jobs::finish(&mut conn, &id, 2, &Outcome::Failed, "boom\n", &zone, S).unwrap());
-    assert!(!jobs::finish(&mut conn, &id, 2, &meta(), "", &zone, S).unwrap());
+    assert!(jobs::finish(
+        &mut conn,
+        first[0].eshop_id,
+        &id,
+        2,
+        &Outcome::Failed,
+        "boom\n",
+        &zone,
+        S
+    )
+    .unwrap());
+    assert!(!jobs::finish(&mut conn, first[0].eshop_id, &id, 2, &meta(), "", &zone, S).unwrap());
     assert_eq!(t.notifications_for(&id), 1);
     let job = t.get(&format!("/api/system/jobs/{id}")).await;
     assert_eq!(job.body["data"]["status"], "failed");
@@ -288,7 +298,17 @@ async fn claims_stay_oldest_first_per_queue_after_many_claims_and_finishes(backe
             next[e as usize - 1] += 1;
         }
         for j in &claimed {
-            assert!(jobs::finish(&mut conn, &j.id, 1, &Outcome::Failed, "", &zone, S).unwrap());
+            assert!(jobs::finish(
+                &mut conn,
+                j.eshop_id,
+                &j.id,
+                1,
+                &Outcome::Failed,
+                "",
+                &zone,
+                S
+            )
+            .unwrap());
         }
     }
     // 300 claimed in all, 100 left; the other queues' pending jobs untouched.
