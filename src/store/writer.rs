@@ -4,6 +4,13 @@
 //! single writer this way (no `database is locked`), and both backends pay one commit for
 //! many writes and, on PostgreSQL, no savepoint round trips in the common batch.
 //!
+//! Where one thread writes for every [`Lane`] (SQLite), a batch's submits commit first, in
+//! a transaction of their own, and are answered before the rest of the batch is written:
+//! a 202 then waits for the inserts of its batch, not also for the job ends and webhook
+//! rounds that came with them. Under a closed loop of 32 connections that raised the
+//! submits, and so the end-to-end rate, by about 6 %; the ends that wait meanwhile
+//! commit in larger runs (docs/benchmarks.md, ninth session).
+//!
 //! Ops of one type that follow each other in a batch are applied together
 //! ([`WriteOp::apply_all`]): a run of job ends, say, is one set-based statement and one
 //! claim for all the workers they free, not one round of statements per op.
@@ -120,6 +127,8 @@ trait Pending: Send + Any {
     fn effects(&self, into: &mut Effects);
     /// Answers the sender once the batch's fate is known.
     fn answer(self: Box<Self>, commit: &StoreResult<()>);
+    /// The op's lane.
+    fn lane(&self) -> Lane;
 }
 
 struct Queued<M: WriteOp> {
@@ -227,6 +236,10 @@ impl<M: WriteOp> Pending for Queued<M> {
         };
         let _ = self.reply.send(outcome);
     }
+
+    fn lane(&self) -> Lane {
+        M::LANE
+    }
 }
 
 /// The handle to the writer threads: queues each write to its lane's thread and waits for
@@ -306,25 +319,41 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let commit = match link.connection() {
-            Some(conn) => commit_batch(conn, &mut batch, faults),
-            None => Err(StoreError::Unavailable),
-        };
-        let (commit, effects) = match commit {
-            Ok(effects) => (Ok(()), effects),
-            Err(_) if link.lost_after_failure() => {
-                (Err(StoreError::Unavailable), Effects::default())
+        // Where one thread writes for every lane (SQLite), the submits commit first, on
+        // their own (module doc).
+        let (submits, rest): (Vec<_>, Vec<_>) =
+            batch.drain(..).partition(|p| p.lane() == Lane::Submits);
+        for part in [submits, rest] {
+            if !part.is_empty() {
+                commit_and_answer(&mut link, part, faults, publish);
             }
-            Err(e) => (Err(e), Effects::default()),
-        };
-        for pending in batch.drain(..) {
-            pending.answer(&commit);
         }
-        // Committed: published once the senders have their answers, so that what it wakes
-        // (claims, webhook claims) tends to meet the senders' next writes in one batch.
-        if !effects.is_empty() {
-            publish.publish(&effects);
-        }
+    }
+}
+
+/// Commits a batch, answers its senders and publishes what it changed.
+fn commit_and_answer(
+    link: &mut Link,
+    mut batch: Vec<Box<dyn Pending>>,
+    faults: &FailurePoints,
+    publish: &dyn Publish,
+) {
+    let commit = match link.connection() {
+        Some(conn) => commit_batch(conn, &mut batch, faults),
+        None => Err(StoreError::Unavailable),
+    };
+    let (commit, effects) = match commit {
+        Ok(effects) => (Ok(()), effects),
+        Err(_) if link.lost_after_failure() => (Err(StoreError::Unavailable), Effects::default()),
+        Err(e) => (Err(e), Effects::default()),
+    };
+    for pending in batch.drain(..) {
+        pending.answer(&commit);
+    }
+    // Committed: published once the senders have their answers, so that what it wakes
+    // (claims, webhook claims) tends to meet the senders' next writes in one batch.
+    if !effects.is_empty() {
+        publish.publish(&effects);
     }
 }
 

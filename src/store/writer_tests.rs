@@ -2,7 +2,8 @@
 //! with no savepoint unless an op fails, then again with one per op; a panicking op
 //! fails alone and the rest of its batch commits; a lost connection answers the batch
 //! `Unavailable` and the next batch runs on a new connection; what a batch changed is
-//! published once, after it commits, and only for the ops that committed.
+//! published once per transaction, after it commits, and only for the ops that committed;
+//! on SQLite a batch's submits commit first, on their own.
 
 use super::*;
 use diesel::connection::SimpleConnection;
@@ -435,18 +436,57 @@ fn one_batch_mixes_submits_completions_and_kills() {
         assert_eq!(n, 1, "one job:finished for {id}");
     }
 
-    // Published once for the batch, each effect once: the two submits wake their queue
-    // once, the kill stops and ends its job, the recorded end ends its job; the refused
-    // end and the failed kill publish nothing.
+    // Published once for each transaction of the batch (the submits commit first, on
+    // their own), each effect once: the two submits wake their queue once, the kill stops
+    // and ends its job, the recorded end ends its job; the refused end and the failed kill
+    // publish nothing.
     let mut ended = vec![to_kill.id.clone(), to_finish.id.clone()];
     ended.sort();
     assert_eq!(
         h.published(),
+        [
+            Effects {
+                queued: vec!["snapshots".into()],
+                ..Effects::default()
+            },
+            Effects {
+                killed: vec![to_kill.id.clone()],
+                ended,
+                ..Effects::default()
+            }
+        ]
+    );
+}
+
+/// SQLite writes every lane on one thread: the submits of a batch commit first, on their
+/// own, and are answered before the rest of the batch (job ends, webhook rounds) is
+/// written, so that a 202 does not wait for them.
+#[test]
+fn sqlite_submits_are_answered_before_the_rest_of_their_batch() {
+    use super::super::SubmitJob;
+    let h = Harness::new();
+    let (reached, at_gate) = mpsc::channel();
+    let (open, release) = mpsc::channel();
+    // Queued first, in the jobs' lane: it holds the rest of the batch until released.
+    let (held, held_answer) = queue(Gate { reached, release });
+    let (submit, submitted) = queue(SubmitJob {
+        job: pending_job(),
+        idempotency_key: None,
+    });
+    h.gated(vec![held, submit], None);
+    at_gate.recv().unwrap();
+    let mut submitted = submitted;
+    let answer = submitted
+        .try_recv()
+        .expect("the submit is answered while the rest of its batch is held");
+    assert!(answer.unwrap().created);
+    open.send(()).unwrap();
+    assert_eq!(held_answer.blocking_recv().unwrap(), Ok(()));
+    assert_eq!(
+        h.published(),
         [Effects {
             queued: vec!["snapshots".into()],
-            killed: vec![to_kill.id.clone()],
-            ended,
-            notifications_due: false,
+            ..Effects::default()
         }]
     );
 }
