@@ -194,3 +194,37 @@ fn postgres_claim_counts_running_jobs_once_per_eshop() {
         16
     );
 }
+
+/// The PostgreSQL claim locks only the jobs it claims: while a claim of 1 among 8 e-shops
+/// is uncommitted, another transaction can still lock every other pending job. Locking
+/// each e-shop's candidates (the oldest min(cap, limit) of each) held 8 here, and wrote a
+/// lock record to the WAL for each of them.
+#[test]
+fn postgres_claim_locks_only_what_it_claims() {
+    use diesel::{Connection, PgConnection};
+    let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
+    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
+    migrate(conn).unwrap();
+    let now = time::now();
+    for i in 0..32 {
+        let mut job = pending_for_tests("snapshots");
+        job.eshop_id = 1 + i % 8;
+        job.creation_time = now - 32 + i;
+        insert(conn, &job, None, time::SECOND).unwrap();
+    }
+    let other = &mut PgConnection::establish(&db.url).unwrap();
+    conn.transaction::<_, StoreError, _>(|c| {
+        let claimed = claim(c, "snapshots", "n", 1, 4, now + time::SECOND, now)?;
+        assert_eq!(claimed.len(), 1);
+        let free: Vec<String> = jobs::table
+            .filter(jobs::status.eq("pending"))
+            .select(jobs::id)
+            .for_update()
+            .skip_locked()
+            .load(other)?;
+        assert_eq!(free.len(), 31, "pending jobs the claim left unlocked");
+        assert!(!free.contains(&claimed[0].id));
+        Ok(())
+    })
+    .unwrap();
+}
