@@ -1,0 +1,2 @@
+-- The PostgreSQL migration of this version sets a fillfactor; SQLite has none.
+SELECT 1;
