@@ -3,8 +3,8 @@
 //! claims of every size until the backlog is gone.
 
 use super::*;
-use crate::bench::database::BenchDatabase;
-use crate::db::{migrate, Backend};
+use crate::bench::database::test_server;
+use crate::db::{migrated_for_tests, Backend};
 use crate::model::time;
 use std::collections::HashMap;
 
@@ -35,9 +35,7 @@ fn expected(
 }
 
 fn claims_match_the_model(server: Option<&str>) {
-    let db = BenchDatabase::create(server).unwrap();
-    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-    migrate(conn).unwrap();
+    let (_db, conn) = &mut migrated_for_tests(server);
     let start = time::now();
     let mut pending: Vec<(Micros, String, i64)> = Vec::new();
     for i in 0..600i64 {
@@ -107,7 +105,7 @@ fn sqlite_claims_match_the_model() {
 
 #[test]
 fn postgres_claims_match_the_model() {
-    claims_match_the_model(Some(&crate::bench::database::test_server()));
+    claims_match_the_model(Some(&test_server()));
 }
 
 /// On PostgreSQL: caches the claim's plans while the table is empty (eight claims of
@@ -125,9 +123,7 @@ fn claim_with_plans_cached_on_an_empty_table(
 ) -> usize {
     use crate::db::prepared::assert_reads_by_index;
     use diesel::Connection;
-    let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
-    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-    migrate(conn).unwrap();
+    let (_db, conn) = &mut migrated_for_tests(Some(&test_server()));
     let now = time::now();
     let lease = now + 60 * time::SECOND;
     for _ in 0..8 {
@@ -202,9 +198,7 @@ fn postgres_claim_counts_running_jobs_once_per_eshop() {
 #[test]
 fn postgres_claim_locks_only_what_it_claims() {
     use diesel::{Connection, PgConnection};
-    let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
-    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-    migrate(conn).unwrap();
+    let (db, conn) = &mut migrated_for_tests(Some(&test_server()));
     let now = time::now();
     for i in 0..32 {
         let mut job = pending_for_tests("snapshots");
@@ -227,4 +221,36 @@ fn postgres_claim_locks_only_what_it_claims() {
         Ok(())
     })
     .unwrap();
+}
+
+/// A job whose kill is not yet committed is skipped by the PostgreSQL claim, not waited
+/// for (the claim's connection gives up on any lock wait after 5 s), and not claimed: once
+/// the kill commits, the job is `killed` and nothing runs it. The claim locks only what it
+/// picks, so here (a limit of 1, the held job the oldest) it starts nothing.
+#[test]
+fn postgres_claim_skips_a_job_a_kill_holds() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let (db, conn) = &mut migrated_for_tests(Some(&test_server()));
+    let now = time::now();
+    let mut held = pending_for_tests("snapshots");
+    held.creation_time = now - 2;
+    insert(conn, &held, None, time::SECOND).unwrap();
+    let mut next = pending_for_tests("snapshots");
+    next.creation_time = now - 1;
+    insert(conn, &next, None, time::SECOND).unwrap();
+    let killer = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
+    killer
+        .transaction::<_, StoreError, _>(|k| {
+            kill(k, 1, &held.id, &Zone::utc(), 0)?;
+            let claimed = conn.transaction::<_, StoreError, _>(|c| {
+                c.batch_execute("SET LOCAL lock_timeout = '5s'")?;
+                claim(c, "snapshots", "n", 1, 4, now + time::SECOND, now)
+            })?;
+            assert!(claimed.is_empty(), "{claimed:?}");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(get(conn, 1, &held.id, 0).unwrap().status, "killed");
+    assert_eq!(get(conn, 1, &next.id, 0).unwrap().status, "pending");
 }

@@ -4,8 +4,8 @@
 //! PostgreSQL, a claim and its record read only their rows of a large backlog.
 
 use super::*;
-use crate::bench::database::BenchDatabase;
-use crate::db::{migrate, Backend};
+use crate::bench::database::test_server;
+use crate::db::migrated_for_tests;
 use crate::model::time;
 
 fn insert(
@@ -33,9 +33,7 @@ fn insert(
 }
 
 fn claims_take_the_oldest_due_once(server: Option<&str>) {
-    let db = BenchDatabase::create(server).unwrap();
-    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-    migrate(conn).unwrap();
+    let (_db, conn) = &mut migrated_for_tests(server);
     let now = time::now();
     // A backlog of 400 due notifications, due one microsecond apart, in shuffled order of
     // insertion; among them some held by another node (one claim still running, one run
@@ -98,7 +96,7 @@ fn sqlite_claims_take_the_oldest_due_once() {
 
 #[test]
 fn postgres_claims_take_the_oldest_due_once() {
-    claims_take_the_oldest_due_once(Some(&crate::bench::database::test_server()));
+    claims_take_the_oldest_due_once(Some(&test_server()));
 }
 
 /// What one claimed notification's failed attempt records.
@@ -131,9 +129,7 @@ fn failed_attempt(id: &str, now: Micros) -> Attempt {
 fn postgres_claims_and_records_read_only_their_rows() {
     use crate::db::prepared::assert_reads_by_index;
     use diesel::Connection;
-    let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
-    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-    migrate(conn).unwrap();
+    let (_db, conn) = &mut migrated_for_tests(Some(&test_server()));
     let now = time::now();
     for _ in 0..8 {
         conn.transaction::<_, crate::error::StoreError, _>(|c| {
@@ -185,9 +181,7 @@ struct Updates {
 #[test]
 fn postgres_delivery_claims_are_hot_updates() {
     use diesel::Connection;
-    let db = BenchDatabase::create(Some(&crate::bench::database::test_server())).unwrap();
-    let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-    migrate(conn).unwrap();
+    let (_db, conn) = &mut migrated_for_tests(Some(&test_server()));
     let now = time::now();
     for i in 0..400i64 {
         insert(

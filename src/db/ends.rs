@@ -189,8 +189,7 @@ fn to_json(value: &impl Serialize) -> StoreResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::database::BenchDatabase;
-    use crate::db::{jobs::pending_for_tests, notifications, results, Backend};
+    use crate::db::{jobs::pending_for_tests, migrated_for_tests, notifications, results};
 
     /// One run of ends on a real database: a completion with its last chunk, a failure
     /// that drops the chunk its attempt wrote, a stale attempt (refused, no outbox row),
@@ -198,10 +197,7 @@ mod tests {
     /// before it. SQLite writes them end by end, PostgreSQL in one statement: the outcome
     /// is the same.
     fn a_run_of_ends(server: Option<&str>) {
-        let db = BenchDatabase::create(server).unwrap();
-        let backend = Backend::from_url(&db.url).unwrap();
-        let conn = &mut backend.establish().unwrap();
-        crate::db::migrate(conn).unwrap();
+        let (_db, conn) = &mut migrated_for_tests(server);
         let jobs: Vec<_> = (0..4).map(|_| pending_for_tests("snapshots")).collect();
         for job in &jobs {
             jobs::insert(conn, job, None, time::SECOND).unwrap();

@@ -25,6 +25,19 @@ pub mod webhooks;
 
 pub use connection::{connect, is_lost, migrate, with_pooled, Backend, DbConnection, DbPool};
 
+/// A fresh, migrated database for a test of the queries: a SQLite file (`server` None) or
+/// a new database on the PostgreSQL `server`, dropped with the returned guard (keep it
+/// alive as long as the connection).
+#[cfg(test)]
+pub(crate) fn migrated_for_tests(
+    server: Option<&str>,
+) -> (crate::bench::database::BenchDatabase, DbConnection) {
+    let db = crate::bench::database::BenchDatabase::create(server).unwrap();
+    let mut conn = Backend::from_url(&db.url).unwrap().establish().unwrap();
+    migrate(&mut conn).unwrap();
+    (db, conn)
+}
+
 /// A status condition written into the SQL text rather than bound as a parameter, so that
 /// a plan can use the partial index made for it (`jobs_claim`, `jobs_running`, `jobs_lease`,
 /// `jobs_valid_until`, `notifications_due`): PostgreSQL's generic plan of a prepared

@@ -88,9 +88,9 @@ pub fn purge(conn: &mut DbConnection, cutoff: Micros, limit: i64) -> StoreResult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::database::{test_server, BenchDatabase};
+    use crate::bench::database::test_server;
+    use crate::db::migrated_for_tests;
     use crate::db::prepared::assert_reads_by_index;
-    use crate::db::{migrate, Backend};
     use crate::model::time;
 
     /// Writes the `job:finished` notification of job `job`, created at `at`, with one
@@ -118,9 +118,7 @@ mod tests {
     /// On PostgreSQL the pass reads only the rows it deletes, also with the statement's
     /// plan cached on the empty table (`prepared::assert_reads_by_index`).
     fn purge_takes_only_the_old(server: Option<&str>) {
-        let db = BenchDatabase::create(server).unwrap();
-        let conn = &mut Backend::from_url(&db.url).unwrap().establish().unwrap();
-        migrate(conn).unwrap();
+        let (_db, conn) = &mut migrated_for_tests(server);
         let now = time::now();
         let cutoff = now - 7 * 24 * 3600 * time::SECOND;
         for _ in 0..8 {
