@@ -478,8 +478,9 @@ pub fn claim(
     //   a lateral join beside the candidates, the plan counted again for every candidate
     //   (`loops=312` for 8 e-shops, 1 655 of the statement's 2 746 buffers, at 40 jobs a
     //   claim). It counts up to the cap (no more matters), in the order of `jobs_running`,
-    //   so that index is the one that serves it: `jobs_lease` also holds every running
-    //   job, and a plan cached on an empty table read all of them for each e-shop;
+    //   so that index is the one that serves it: a plan cached on an empty table once
+    //   counted through another index of every running job (`jobs_lease`, since dropped)
+    //   and read all of them for each e-shop;
     // - each e-shop gives as many candidates as it may still start (the cap less its
     //   running count, at most the limit), so every candidate is within the cap; the
     //   oldest `limit` of them are picked;
@@ -740,7 +741,10 @@ pub fn release(
 /// contact): back to `pending`, or `killed` once `max_attempts` are spent. With
 /// `owner_gone`, every running job of that owner is taken back at once (a restarted
 /// single SQLite node knows its predecessor is dead). At most `limit` jobs per call.
-/// Answers what was taken back: the queues that got jobs again, the jobs killed.
+/// Answers what was taken back: the queues that got jobs again, the jobs killed. The
+/// running jobs are found through `jobs_running` (never more than the workers of all
+/// nodes) and ordered by their lease here; an index of their own cost every claim an
+/// index entry (docs/benchmarks.md, eleventh session).
 pub fn recover_lost(
     conn: &mut DbConnection,
     now: Micros,

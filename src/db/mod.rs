@@ -39,7 +39,7 @@ pub(crate) fn migrated_for_tests(
 }
 
 /// A status condition written into the SQL text rather than bound as a parameter, so that
-/// a plan can use the partial index made for it (`jobs_claim`, `jobs_running`, `jobs_lease`,
+/// a plan can use the partial index made for it (`jobs_claim`, `jobs_running`,
 /// `jobs_valid_until`, `notifications_due`): PostgreSQL's generic plan of a prepared
 /// statement and SQLite's plan before it sees the value cannot, and scan the table instead
 /// (the maintenance passes did, once a second). diesel does not cache a statement with a
