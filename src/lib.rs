@@ -172,6 +172,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             faults: faults.clone(),
             metrics: metrics.clone(),
             node: node.clone(),
+            handoff: store::Handoff::new(node.clone(), actors::webhooks::claim_duration(&config)),
         },
         backend,
         queue_settings,

@@ -35,4 +35,6 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// This node's id: the owner of its leases.
     pub node: String,
+    /// The webhook dispatcher's offer to take `job:finished` notifications at birth.
+    pub handoff: crate::store::Handoff,
 }

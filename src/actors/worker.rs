@@ -210,6 +210,7 @@ impl Worker {
             zone: config.timezone,
             result_ttl: time::micros(config.result_ttl),
             claim_next,
+            handoff: Some(self.shared.handoff.clone()),
         };
         let store = self.shared.store.clone();
         let lease = config.lease;

@@ -2,6 +2,7 @@
 //! batched claims with a short lease (so two nodes never deliver one notification at the
 //! same time), the record of every attempt, and redelivery.
 
+use super::notifications::{Written, JOB_FINISHED};
 use super::prepared::{by_index_until_commit, prepared, Param};
 use super::schema::{notification_attempts, notifications};
 use super::{webhooks, DbConnection};
@@ -9,8 +10,9 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::Micros;
 use diesel::dsl::count_star;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// A notification as the API shows it.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -162,7 +164,7 @@ pub struct Target {
 }
 
 /// A notification handed to the dispatcher for one attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedDelivery {
     /// Notification id (the `webhook-id` header).
     pub id: String,
@@ -264,18 +266,7 @@ pub fn claim(
     let mut claimed: Vec<ClaimedDelivery> = rows
         .into_iter()
         .map(|row| ClaimedDelivery {
-            target: row.webhook_id.zip(row.url).map(|(webhook_id, url)| Target {
-                webhook_id,
-                url,
-                secrets: row
-                    .secrets
-                    .as_deref()
-                    .unwrap_or_default()
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            }),
+            target: target(row.webhook_id, row.url, row.secrets.as_deref()),
             id: row.id,
             event: row.event,
             payload: row.payload,
@@ -285,6 +276,116 @@ pub fn claim(
         .collect();
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(claimed)
+}
+
+/// The target of a webhook and the signing secrets joined by spaces, as the queries
+/// answer them; `None` without an active webhook.
+fn target(
+    webhook_id: Option<String>,
+    url: Option<String>,
+    secrets: Option<&str>,
+) -> Option<Target> {
+    webhook_id.zip(url).map(|(webhook_id, url)| Target {
+        webhook_id,
+        url,
+        secrets: secrets
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+/// One e-shop's target, as [`targets`] reads it.
+#[derive(QueryableByName)]
+struct TargetRow {
+    #[diesel(sql_type = BigInt)]
+    eshop_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    webhook_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    secrets: Option<String>,
+}
+
+/// ?1 a JSON array of e-shop ids, ?2 the event, ?3 now: each e-shop's active webhook for
+/// the event and the secrets that sign now, newest first, as the claim's `RETURNING` reads
+/// them. The backends unpack the array and name their string aggregate differently.
+macro_rules! targets_sql {
+    ($shops:literal, $aggregate:literal) => {
+        concat!(
+            "WITH s AS (",
+            $shops,
+            ") SELECT s.eshop_id, \
+                (SELECT w.id FROM webhooks w WHERE w.eshop_id = s.eshop_id \
+                    AND w.event = ?2 AND w.active) AS webhook_id, \
+                (SELECT w.url FROM webhooks w WHERE w.eshop_id = s.eshop_id \
+                    AND w.event = ?2 AND w.active) AS url, \
+                (SELECT ",
+            $aggregate,
+            "(k.secret, ' ' ORDER BY k.created_at DESC, k.id DESC) FROM signature_keys k \
+                    WHERE k.eshop_id = s.eshop_id \
+                    AND (k.expires_at IS NULL OR k.expires_at > ?3)) AS secrets \
+             FROM s"
+        )
+    };
+}
+
+/// Where `event` notifications of each of `eshop_ids` go now: for notifications claimed at
+/// birth ([`super::notifications::BornClaim`]), which no claim's `RETURNING` looked up.
+/// One statement for all of them; e-shops without an active webhook are left out.
+pub fn targets(
+    conn: &mut DbConnection,
+    eshop_ids: &[i64],
+    event: &str,
+    now: Micros,
+) -> StoreResult<HashMap<i64, Target>> {
+    if eshop_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids = serde_json::to_string(eshop_ids).map_err(|e| StoreError::Database(e.to_string()))?;
+    let params = [Param::Text(&ids), Param::Text(event), Param::BigInt(now)];
+    let rows: Vec<TargetRow> = match conn {
+        DbConnection::Sqlite(c) => prepared!(
+            targets_sql!(
+                "SELECT CAST(value AS INTEGER) AS eshop_id FROM json_each(?1)",
+                "group_concat"
+            ),
+            &params
+        )
+        .load(c)?,
+        DbConnection::Pg(c) => prepared!(
+            targets_sql!(
+                "SELECT v::bigint AS eshop_id FROM jsonb_array_elements_text(?1::jsonb) AS e(v)",
+                "string_agg"
+            ),
+            &params
+        )
+        .load(c)?,
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let shop = row.eshop_id;
+            target(row.webhook_id, row.url, row.secrets.as_deref()).map(|t| (shop, t))
+        })
+        .collect())
+}
+
+impl ClaimedDelivery {
+    /// The first attempt of a notification claimed at birth, going to `target`.
+    pub fn born(written: Written, target: Option<Target>) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id: written.id,
+            event: JOB_FINISHED.to_string(),
+            payload: written.payload,
+            attempt: 1,
+            redelivery: false,
+            target,
+        }
+    }
 }
 
 /// What one attempt did and what comes next. Serialised, it is one row of the JSON array

@@ -6,7 +6,7 @@
 //! [`jobs::finish`]'s few cached statements.
 
 use super::jobs::{self, Outcome, ResultMeta};
-use super::notifications::{job_finished_body, JOB_FINISHED};
+use super::notifications::{job_finished_body, BornClaim, Written, JOB_FINISHED};
 use super::prepared::{prepared, Param};
 use super::DbConnection;
 use crate::error::{StoreError, StoreResult};
@@ -32,31 +32,20 @@ pub struct End<'a> {
     pub zone: &'a Zone,
     /// How long a result stays downloadable.
     pub result_ttl: Micros,
+    /// Write the `job:finished` notification claimed by this node's dispatcher.
+    pub claim: Option<BornClaim<'a>>,
 }
 
 /// Writes the ends of a run of attempts, each fenced as [`jobs::finish`] is (only the
-/// attempt that holds the job, only from `running`); answers, in order, whether each took
-/// effect. A job may appear once in a run on PostgreSQL; a run that names one twice is
-/// written end by end, so the first end counts and the second is refused, as in a row.
-pub fn finish_all(conn: &mut DbConnection, ends: &[End]) -> StoreResult<Vec<bool>> {
+/// attempt that holds the job, only from `running`); answers, in order, the notification
+/// each end wrote, or `None` where it did not take effect. A job may appear once in a run
+/// on PostgreSQL; a run that names one twice is written end by end, so the first end
+/// counts and the second is refused, as in a row.
+pub fn finish_all(conn: &mut DbConnection, ends: &[End]) -> StoreResult<Vec<Option<Written>>> {
     let distinct = ends.iter().map(|e| e.id).collect::<HashSet<_>>().len() == ends.len();
     match conn {
         DbConnection::Pg(c) if distinct => finish_all_on_pg(c, ends),
-        _ => ends
-            .iter()
-            .map(|e| {
-                jobs::finish(
-                    conn,
-                    e.eshop_id,
-                    e.id,
-                    e.attempt,
-                    e.outcome,
-                    e.log,
-                    e.zone,
-                    e.result_ttl,
-                )
-            })
-            .collect(),
+        _ => ends.iter().map(|e| jobs::finish_end(conn, e)).collect(),
     }
 }
 
@@ -76,6 +65,8 @@ struct Row<'a> {
     data: Option<String>,
     notification_id: String,
     payload: String,
+    claimed_by: Option<&'a str>,
+    claim_expires: Option<Micros>,
 }
 
 /// ?1 the rows, ?2 now. The fenced status change; the outbox rows and the last chunks of
@@ -84,7 +75,8 @@ const PG_FINISH_ALL: &str = "\
     WITH u AS ( \
         SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(id text, attempt integer, \
             status text, log text, ext text, content_type text, size bigint, \
-            valid_until bigint, seq integer, data text, notification_id text, payload text) \
+            valid_until bigint, seq integer, data text, notification_id text, payload text, \
+            claimed_by text, claim_expires bigint) \
     ), ended AS ( \
         UPDATE jobs j SET status = u.status, completion_time = ?2, lease_owner = NULL, \
             lease_expires = NULL, log = j.log || u.log, \
@@ -96,8 +88,9 @@ const PG_FINISH_ALL: &str = "\
         RETURNING j.id, j.eshop_id \
     ), outbox AS ( \
         INSERT INTO notifications (id, eshop_id, event, event_instance, payload, status, \
-            attempts, next_attempt_at, created_at) \
-        SELECT u.notification_id, e.eshop_id, ?3, e.id, u.payload, 'pending', 0, ?2, ?2 \
+            attempts, next_attempt_at, created_at, claimed_by, claim_expires) \
+        SELECT u.notification_id, e.eshop_id, ?3, e.id, u.payload, 'pending', 0, ?2, ?2, \
+            u.claimed_by, u.claim_expires \
         FROM ended e JOIN u ON u.id = e.id \
     ), tails AS ( \
         INSERT INTO job_result_chunks (job_id, seq, data) \
@@ -131,7 +124,10 @@ fn clears(e: &End) -> bool {
     }
 }
 
-fn finish_all_on_pg(c: &mut diesel::PgConnection, ends: &[End]) -> StoreResult<Vec<bool>> {
+fn finish_all_on_pg(
+    c: &mut diesel::PgConnection,
+    ends: &[End],
+) -> StoreResult<Vec<Option<Written>>> {
     let now = time::now();
     let clear: Vec<(&str, i32)> = ends
         .iter()
@@ -166,6 +162,8 @@ fn finish_all_on_pg(c: &mut diesel::PgConnection, ends: &[End]) -> StoreResult<V
                 data: tail.map(|(_, data)| hex::encode(data)),
                 notification_id: ids::ordered_id("msg", now),
                 payload: job_finished_body(e.eshop_id, &e.zone.format(now), e.id),
+                claimed_by: e.claim.map(|c| c.node),
+                claim_expires: e.claim.map(|c| c.until),
             }
         })
         .collect();
@@ -179,7 +177,17 @@ fn finish_all_on_pg(c: &mut diesel::PgConnection, ends: &[End]) -> StoreResult<V
     )
     .load(c)?;
     let ended: HashSet<String> = ended.into_iter().map(|e| e.id).collect();
-    Ok(ends.iter().map(|e| ended.contains(e.id)).collect())
+    Ok(ends
+        .iter()
+        .zip(rows)
+        .map(|(e, row)| {
+            ended.contains(e.id).then_some(Written {
+                id: row.notification_id,
+                eshop_id: e.eshop_id,
+                payload: row.payload,
+            })
+        })
+        .collect())
 }
 
 fn to_json(value: &impl Serialize) -> StoreResult<String> {
@@ -236,6 +244,7 @@ mod tests {
             log: "ended\n",
             zone: &zone,
             result_ttl: time::SECOND,
+            claim: None,
         };
         let run = [
             end(done, 1, &fresh),
@@ -243,7 +252,9 @@ mod tests {
             end(stale, 2, &Outcome::Failed),
             end(again, 1, &new),
         ];
-        assert_eq!(finish_all(conn, &run).unwrap(), [true, true, false, true]);
+        let written = finish_all(conn, &run).unwrap();
+        let took: Vec<bool> = written.iter().map(Option::is_some).collect();
+        assert_eq!(took, [true, true, false, true]);
 
         let d = jobs::get(conn, 1, done, 0).unwrap();
         assert_eq!((d.status.as_str(), d.result_size), ("completed", Some(3)));

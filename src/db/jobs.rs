@@ -3,7 +3,8 @@
 //! Every status change names the status it comes from in its SQL, so it follows
 //! [`JobStatus::can_become`] even when nodes race.
 
-use super::notifications;
+use super::ends::End;
+use super::notifications::{self, Written};
 use super::prepared::{prepared, usual_plans, Param, OFF_FOR_THE_TRANSACTION};
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
 use super::{literal, DbConnection};
@@ -615,6 +616,32 @@ pub fn finish(
     zone: &Zone,
     result_ttl: Micros,
 ) -> StoreResult<bool> {
+    let end = End {
+        id,
+        eshop_id,
+        attempt,
+        outcome,
+        log,
+        zone,
+        result_ttl,
+        claim: None,
+    };
+    Ok(finish_end(conn, &end)?.is_some())
+}
+
+/// [`finish`] of one [`End`], its notification claimed at birth when the end says so;
+/// answers the notification written, or `None` when the attempt no longer held the job.
+pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Option<Written>> {
+    let End {
+        id,
+        eshop_id,
+        attempt,
+        outcome,
+        log,
+        zone,
+        result_ttl,
+        claim,
+    } = *end;
     let now = time::now();
     let (from, to) = transition(JobStatus::Running, outcome.status());
     // ?1 id, ?2 attempt, ?3 from, ?4 to, ?5 now, ?6 log; a result adds ?7 to ?10.
@@ -653,7 +680,7 @@ pub fn finish(
         .run(conn)?,
     };
     if ended == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     match outcome {
         Outcome::Completed(ResultMeta {
@@ -668,8 +695,8 @@ pub fn finish(
         Outcome::Completed(_) => {}
         _ => super::results::delete(conn, id)?,
     }
-    notifications::record_job_finished(conn, eshop_id, id, zone, now)?;
-    Ok(true)
+    let written = notifications::record_job_finished_claimed(conn, eshop_id, id, zone, now, claim)?;
+    Ok(Some(written))
 }
 
 /// Kills a pending or running job of an e-shop (the `DELETE` of the API); a finished job

@@ -20,6 +20,29 @@ pub fn job_finished_body(eshop_id: i64, created: &str, job_id: &str) -> String {
     )
 }
 
+/// A `job:finished` notification written already claimed by the node whose webhook
+/// dispatcher will deliver it: the dispatcher gets it from the writer once it commits, with
+/// no claim of its own (an update of the row and a round trip). Until `until` no other node
+/// delivers it; if this node dies first, any node's poll finds it after that.
+#[derive(Debug, Clone, Copy)]
+pub struct BornClaim<'a> {
+    /// The claiming node.
+    pub node: &'a str,
+    /// When the claim runs out.
+    pub until: Micros,
+}
+
+/// A `job:finished` notification as written: what its delivery needs besides its target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// `msg_…`.
+    pub id: String,
+    /// The e-shop it goes to.
+    pub eshop_id: i64,
+    /// The exact body.
+    pub payload: String,
+}
+
 /// Records the `job:finished` notification of a job that has just ended.
 pub fn record_job_finished(
     conn: &mut DbConnection,
@@ -28,21 +51,40 @@ pub fn record_job_finished(
     zone: &Zone,
     now: Micros,
 ) -> StoreResult<()> {
+    record_job_finished_claimed(conn, eshop_id, job_id, zone, now, None).map(|_| ())
+}
+
+/// [`record_job_finished`], claimed at birth when `claim` says so; answers what it wrote.
+pub(crate) fn record_job_finished_claimed(
+    conn: &mut DbConnection,
+    eshop_id: i64,
+    job_id: &str,
+    zone: &Zone,
+    now: Micros,
+    claim: Option<BornClaim>,
+) -> StoreResult<Written> {
+    let written = Written {
+        id: ids::ordered_id("msg", now),
+        eshop_id,
+        payload: job_finished_body(eshop_id, &zone.format(now), job_id),
+    };
     prepared!(
         "INSERT INTO notifications (id, eshop_id, event, event_instance, payload, status, \
-            attempts, next_attempt_at, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+            attempts, next_attempt_at, created_at, claimed_by, claim_expires) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8)",
         &[
-            Param::Text(&ids::ordered_id("msg", now)),
+            Param::Text(&written.id),
             Param::BigInt(eshop_id),
             Param::Text(JOB_FINISHED),
             Param::Text(job_id),
-            Param::Text(&job_finished_body(eshop_id, &zone.format(now), job_id)),
+            Param::Text(&written.payload),
             Param::BigInt(now),
+            Param::NullableText(claim.map(|c| c.node)),
+            Param::NullableBigInt(claim.map(|c| c.until)),
         ],
     )
     .run(conn)?;
-    Ok(())
+    Ok(written)
 }
 
 /// How many notifications exist for one job (tests and invariant checks).

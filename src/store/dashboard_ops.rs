@@ -307,6 +307,9 @@ impl WriteOp for RunBulk {
                     effects.job_killed(id);
                     effects.job_ended(id);
                 }
+                if !done.is_empty() {
+                    effects.notification_due();
+                }
             }
             Bulk::RedeliverFailed { .. } if !done.is_empty() => effects.notification_due(),
             Bulk::RedeliverFailed { .. } => {}

@@ -1,9 +1,10 @@
 //! What committed writes changed that others must react to: jobs queued, jobs killed, jobs
-//! ended, notifications due. Each write op reports its own ([`super::WriteOp::effects`]);
+//! ended, notifications due or handed to this node's dispatcher at birth. Each write op reports its own ([`super::WriteOp::effects`]);
 //! the writer collects those of the ops that committed and publishes them once per batch,
 //! to other nodes in one `NOTIFY` inside the batch's transaction (PostgreSQL) and to this
 //! node through the [`super::events::Events`] hub after the commit. Nobody else signals.
 
+use crate::db::deliveries::ClaimedDelivery;
 use crate::db::signals::Signal;
 
 /// The effects of one batch (or of one poll of the PostgreSQL listener), each at most once.
@@ -16,9 +17,12 @@ pub struct Effects {
     /// Jobs that ended with their `job:finished` notification committed: answer `?wait`,
     /// deliver the notification.
     pub(super) ended: Vec<String>,
-    /// A notification may be due without a job ending (a redelivery, a webhook made
-    /// active): this node's webhook dispatcher looks at once.
+    /// A notification that no one claimed may be due (a job ended with no room in the
+    /// dispatcher, a kill, a redelivery, a webhook made active): this node's webhook
+    /// dispatcher looks at once.
     pub(super) notifications_due: bool,
+    /// Notifications claimed at birth for this node's dispatcher ([`super::Handoff`]).
+    pub(super) handed: Vec<ClaimedDelivery>,
 }
 
 impl Effects {
@@ -45,6 +49,11 @@ impl Effects {
         self.notifications_due = true;
     }
 
+    /// A notification was written claimed for this node's dispatcher, which delivers it.
+    pub fn handed(&mut self, delivery: ClaimedDelivery) {
+        self.handed.push(delivery);
+    }
+
     /// Adds what another node signalled (the listener's side of [`Effects::signals`]).
     pub fn add_signal(&mut self, signal: Signal) {
         match signal {
@@ -60,6 +69,7 @@ impl Effects {
             && self.killed.is_empty()
             && self.ended.is_empty()
             && !self.notifications_due
+            && self.handed.is_empty()
     }
 
     /// Drops repeated job ids (queues are kept once as they come).
@@ -71,8 +81,8 @@ impl Effects {
     }
 
     /// What other nodes must hear, in the wire format every version reads: `wake:<queue>`,
-    /// `kill:<id>`, `ended:<id>`. A due notification is this node's own affair (any node's
-    /// dispatcher finds it by its poll).
+    /// `kill:<id>`, `ended:<id>`. A due or handed notification is this node's own affair
+    /// (should the node die, any node's dispatcher finds it by its poll).
     pub fn signals(&self) -> Vec<Signal> {
         let queued = self.queued.iter().cloned().map(Signal::Wake);
         let killed = self.killed.iter().cloned().map(Signal::Kill);

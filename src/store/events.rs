@@ -1,11 +1,13 @@
 //! In-process signals to actors and handlers: "jobs are waiting in queue X" (a committed
 //! submit wakes an idle worker at once), "job X ended" (for `?wait=N`), "job X was killed"
-//! (to stop it on this node at once), and "a notification may be due" (a job ended or a
-//! redelivery was asked: the webhook dispatcher claims at once). Only the writer publishes
+//! (to stop it on this node at once), "a notification may be due" (a job ended with no
+//! room in the dispatcher, a kill or a redelivery: the webhook dispatcher claims at once)
+//! and "these notifications are yours" (claimed at birth: [`super::Handoff`]). Only the writer publishes
 //! here, what each batch committed ([`Effects`]); the PostgreSQL listener passes on what
 //! other nodes' writers committed.
 
 use super::effects::{Effects, Publish};
+use crate::db::deliveries::ClaimedDelivery;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +17,11 @@ use tokio::sync::broadcast;
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// Gives the webhook dispatcher notifications claimed for it at birth, once committed.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Handed(pub Vec<ClaimedDelivery>);
 
 /// Tells a queue to stop a job it runs (killed through the API, or the lease was lost).
 #[derive(Message, Clone)]
@@ -31,7 +38,13 @@ pub struct Events {
     stoppers: Mutex<HashMap<String, Recipient<StopJob>>>,
     ended: broadcast::Sender<String>,
     /// The webhook dispatcher, once started.
-    webhooks: Mutex<Option<Recipient<Wake>>>,
+    webhooks: Mutex<Option<Dispatcher>>,
+}
+
+/// The webhook dispatcher's two doors.
+struct Dispatcher {
+    wake: Recipient<Wake>,
+    handed: Recipient<Handed>,
 }
 
 impl Default for Events {
@@ -65,16 +78,16 @@ impl Events {
         }
     }
 
-    /// Registers the webhook dispatcher.
-    pub fn register_webhooks(&self, wake: Recipient<Wake>) {
-        *self.webhooks.lock().expect("events lock") = Some(wake);
+    /// Registers the webhook dispatcher (again when it was restarted).
+    pub fn register_webhooks(&self, wake: Recipient<Wake>, handed: Recipient<Handed>) {
+        *self.webhooks.lock().expect("events lock") = Some(Dispatcher { wake, handed });
     }
 
     /// Tells the webhook dispatcher that a notification may be due (the listener lost
     /// signals while it reconnected).
     pub fn wake_webhooks(&self) {
-        if let Some(r) = self.webhooks.lock().expect("events lock").as_ref() {
-            r.do_send(Wake);
+        if let Some(d) = self.webhooks.lock().expect("events lock").as_ref() {
+            d.wake.do_send(Wake);
         }
     }
 
@@ -86,7 +99,9 @@ impl Events {
 
 impl Publish for Events {
     /// Wakes each queue that got jobs, stops each killed job if it runs here, announces each
-    /// ended job, and wakes the webhook dispatcher once.
+    /// ended job, hands the dispatcher its notifications and wakes it once when others may
+    /// be due. Jobs ended on other nodes do not wake it: their notifications are their
+    /// node's, and the poll finds them should that node die.
     fn publish(&self, effects: &Effects) {
         if !effects.queued.is_empty() {
             let queues = self.queues.lock().expect("events lock");
@@ -108,7 +123,13 @@ impl Publish for Events {
             // No receiver (nobody waits) is fine.
             let _ = self.ended.send(id.clone());
         }
-        if !effects.ended.is_empty() || effects.notifications_due {
+        if !effects.handed.is_empty() {
+            if let Some(d) = self.webhooks.lock().expect("events lock").as_ref() {
+                // A dispatcher stopped meanwhile: the claims run out and any poll finds them.
+                d.handed.do_send(Handed(effects.handed.clone()));
+            }
+        }
+        if effects.notifications_due {
             self.wake_webhooks();
         }
     }

@@ -1,8 +1,11 @@
 //! Messages about jobs and their results.
 
+use super::Handoff;
 use super::{Effects, Lane, ReadOp, WriteOp};
+use crate::db::deliveries::{self, ClaimedDelivery};
 use crate::db::ends::{self, End};
 use crate::db::jobs::{self, ClaimedJob, Job, JobFilter, Outcome};
+use crate::db::notifications::JOB_FINISHED;
 use crate::db::{notifications, results, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::FailurePoint;
@@ -206,6 +209,9 @@ pub struct FinishJob {
     pub result_ttl: Micros,
     /// Claim the worker's next job in the same transaction (one commit per job, not two).
     pub claim_next: Option<ClaimJobs>,
+    /// This node's webhook dispatcher, to which the `job:finished` notification is handed
+    /// at birth when it has room ([`Handoff`]).
+    pub handoff: Option<Handoff>,
 }
 
 /// The answer to [`FinishJob`].
@@ -215,6 +221,8 @@ pub struct Finished {
     pub recorded: bool,
     /// The worker's next job, if one was claimed.
     pub next: Option<ClaimedJob>,
+    /// The `job:finished` notification, claimed at birth for this node's dispatcher.
+    pub handed: Option<ClaimedDelivery>,
 }
 
 impl WriteOp for FinishJob {
@@ -227,7 +235,11 @@ impl WriteOp for FinishJob {
     /// worker of the run that wants a next job, instead of one claim each: the claim is
     /// the costly statement, and one claim of N is fair across e-shops as N claims of one
     /// are.
+    ///
+    /// The notifications of the run are born claimed as far as the dispatcher's room goes;
+    /// their targets are read in one statement after the ends.
     fn apply_all(ops: &[&Self], conn: &mut DbConnection) -> StoreResult<Vec<Finished>> {
+        let now = time::now();
         let run: Vec<End> = ops
             .iter()
             .map(|op| End {
@@ -238,9 +250,34 @@ impl WriteOp for FinishJob {
                 log: &op.log,
                 zone: &op.zone,
                 result_ttl: op.result_ttl,
+                claim: op
+                    .handoff
+                    .as_ref()
+                    .filter(|h| h.take(1) == 1)
+                    .map(|h| h.claim(now)),
             })
             .collect();
-        let recorded = ends::finish_all(conn, &run)?;
+        let written = ends::finish_all(conn, &run)?;
+        let mut shops: Vec<i64> = run
+            .iter()
+            .zip(&written)
+            .filter(|(end, w)| end.claim.is_some() && w.is_some())
+            .map(|(end, _)| end.eshop_id)
+            .collect();
+        shops.sort_unstable();
+        shops.dedup();
+        let targets = deliveries::targets(conn, &shops, JOB_FINISHED, now)?;
+        let handed: Vec<Option<ClaimedDelivery>> = run
+            .iter()
+            .zip(&written)
+            .map(|(end, w)| match (end.claim, w) {
+                (Some(_), Some(w)) => Some(ClaimedDelivery::born(
+                    w.clone(),
+                    targets.get(&end.eshop_id).cloned(),
+                )),
+                _ => None,
+            })
+            .collect();
         let mut next: Vec<Option<ClaimedJob>> = ops.iter().map(|_| None).collect();
         let mut unclaimed: Vec<usize> = (0..ops.len())
             .filter(|&i| ops[i].claim_next.is_some())
@@ -260,15 +297,24 @@ impl WriteOp for FinishJob {
             }
             unclaimed = rest;
         }
-        Ok(recorded
+        Ok(written
             .into_iter()
             .zip(next)
-            .map(|(recorded, next)| Finished { recorded, next })
+            .zip(handed)
+            .map(|((written, next), handed)| Finished {
+                recorded: written.is_some(),
+                next,
+                handed,
+            })
             .collect())
     }
     fn effects(&self, finished: &Finished, effects: &mut Effects) {
         if finished.recorded {
             effects.job_ended(&self.id);
+            match &finished.handed {
+                Some(delivery) => effects.handed(delivery.clone()),
+                None => effects.notification_due(),
+            }
         }
     }
 }
@@ -293,6 +339,7 @@ impl WriteOp for KillJob {
     fn effects(&self, _: &Job, effects: &mut Effects) {
         effects.job_killed(&self.id);
         effects.job_ended(&self.id);
+        effects.notification_due();
     }
 }
 
@@ -447,6 +494,7 @@ impl WriteOp for Maintain {
         }
         for (id, _) in &done.recovered.killed {
             effects.job_ended(id);
+            effects.notification_due();
         }
     }
 }

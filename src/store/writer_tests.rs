@@ -402,6 +402,7 @@ fn one_batch_mixes_submits_completions_and_kills() {
         zone,
         result_ttl: time::SECOND,
         claim_next: None,
+        handoff: None,
     };
     let submit = |job: &jobs::Job| SubmitJob {
         job: job.clone(),
@@ -438,8 +439,9 @@ fn one_batch_mixes_submits_completions_and_kills() {
 
     // Published once for each transaction of the batch (the submits commit first, on
     // their own), each effect once: the two submits wake their queue once, the kill stops
-    // and ends its job, the recorded end ends its job; the refused end and the failed kill
-    // publish nothing.
+    // and ends its job, the recorded end ends its job (their notifications, handed to no
+    // dispatcher, are due for a claim); the refused end and the failed kill publish
+    // nothing.
     let mut ended = vec![to_kill.id.clone(), to_finish.id.clone()];
     ended.sort();
     assert_eq!(
@@ -452,6 +454,7 @@ fn one_batch_mixes_submits_completions_and_kills() {
             Effects {
                 killed: vec![to_kill.id.clone()],
                 ended,
+                notifications_due: true,
                 ..Effects::default()
             }
         ]
@@ -530,6 +533,7 @@ fn a_run_of_ends_hands_each_freed_worker_its_own_next_job() {
                     max_per_eshop: 2,
                     lease: 30 * time::SECOND,
                 }),
+                handoff: None,
             })
         })
         .collect();

@@ -16,6 +16,14 @@
 //! let the slots run dry (docs/benchmarks.md, "Seventh session"). Never more than
 //! `webhook_workers` requests are under way.
 //!
+//! Most notifications do not need a claim of the dispatcher's: a job that ends on this node
+//! writes its notification already claimed for it while the dispatcher offers room
+//! ([`Handoff`]), and the writer hands it over once committed ([`Handed`]). The dispatcher
+//! offers its room whenever it changes and none while a claim of its own is under way, and
+//! claims only when told that unclaimed notifications may be due (a job ended with no room
+//! left, a kill, a redelivery), when a claim came back full, and at its poll; a round that
+//! only records attempts claims nothing.
+//!
 //! One actor with `webhook_workers` delivery slots, rather than an actor per slot: a
 //! delivery is an awaited HTTP request, and the actor runs as many of them at once as it
 //! has slots, so a pool of actors would add mailboxes and hand-offs, not parallelism.
@@ -24,12 +32,13 @@ use super::deliver::{deliver, Delivered};
 use super::retry::{self, Next};
 use crate::actors::queue::Drain;
 use crate::actors::Shared;
+use crate::config::Config;
 use crate::db::deliveries::{Attempt, ClaimedDelivery};
 use crate::faults::FailurePoint;
 use crate::model::time;
 use crate::outbound::{GuardedClient, OutboundPolicy};
-use crate::store::events::Wake;
-use crate::store::DeliveryRound;
+use crate::store::events::{Handed, Wake};
+use crate::store::{DeliveryRound, Handoff};
 use actix::prelude::*;
 use rand::Rng;
 use std::collections::{HashSet, VecDeque};
@@ -44,6 +53,11 @@ const AHEAD: u32 = 3;
 /// then take as long itself): a node that dies mid-delivery lets another node retry once
 /// this has passed.
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long a claim of this node's lasts, its own or one a notification is born with.
+pub(crate) fn claim_duration(config: &Config) -> Duration {
+    config.webhook_timeout * (AHEAD + 1) + CLAIM_MARGIN
+}
 
 /// The delivery actor.
 pub struct WebhookDispatcher {
@@ -60,6 +74,10 @@ pub struct WebhookDispatcher {
     finished: Vec<Attempt>,
     /// A round is under way.
     in_round: bool,
+    /// The round under way claims: no room is offered meanwhile.
+    claiming: bool,
+    /// Unclaimed notifications may be due: the next round claims.
+    want_claim: bool,
     /// Something woke the dispatcher during a round: run another after it.
     wake_again: bool,
     /// Shutting down: claim nothing more.
@@ -82,6 +100,8 @@ impl WebhookDispatcher {
             waiting: VecDeque::new(),
             finished: Vec::new(),
             in_round: false,
+            claiming: false,
+            want_claim: true,
             wake_again: false,
             draining: false,
             drained: Vec::new(),
@@ -92,18 +112,33 @@ impl WebhookDispatcher {
         self.shared.config.webhook_workers.max(1)
     }
 
-    /// Starts a round when there is something to record or a free slot to fill.
+    fn handoff(&self) -> &Handoff {
+        &self.shared.handoff
+    }
+
+    /// How many more notifications it takes now: deliveries under way and waiting stay
+    /// within `AHEAD + 1` times the slots.
+    fn room(&self) -> usize {
+        if self.draining {
+            return 0;
+        }
+        (self.slots() * (AHEAD as usize + 1)).saturating_sub(self.delivering + self.waiting.len())
+    }
+
+    /// Offers the room to job ends of this node, none while a claim is under way.
+    fn offer_room(&self) {
+        let room = if self.claiming { 0 } else { self.room() };
+        self.handoff().offer(room);
+    }
+
+    /// Starts a round when there is something to record, or unclaimed notifications may be
+    /// due and a slot is free to fill.
     fn round(&mut self, ctx: &mut Context<Self>) {
         if self.in_round {
             self.wake_again = true;
             return;
         }
-        let limit = if self.draining {
-            0
-        } else {
-            (self.slots() * (AHEAD as usize + 1))
-                .saturating_sub(self.delivering + self.waiting.len())
-        };
+        let limit = if self.want_claim { self.room() } else { 0 };
         if limit == 0 && self.finished.is_empty() {
             return;
         }
@@ -114,36 +149,48 @@ impl WebhookDispatcher {
         }
         self.in_round = true;
         self.wake_again = false;
+        if limit > 0 {
+            self.claiming = true;
+            self.want_claim = false;
+            self.offer_room();
+        }
         let finished = self.take_finished();
         let sent: Vec<String> = finished.iter().map(|a| a.notification_id.clone()).collect();
         let op = DeliveryRound {
             node: self.shared.node.clone(),
             finished,
             limit: limit as i64,
-            claim: time::micros(self.shared.config.webhook_timeout * (AHEAD + 1) + CLAIM_MARGIN),
+            claim: time::micros(claim_duration(&self.shared.config)),
         };
         let store = self.shared.store.clone();
         async move { store.write(op).await }
             .into_actor(self)
             .map(move |done, act, ctx| {
                 act.in_round = false;
+                act.claiming = false;
                 match done {
                     Ok(done) => {
                         for id in sent.iter().filter(|id| !done.recorded.contains(id)) {
                             log::info!("notification {id} was claimed elsewhere meanwhile");
                         }
                         let full = limit > 0 && done.claimed.len() == limit;
+                        act.want_claim |= full;
                         act.waiting.extend(done.claimed);
                         act.fill_slots(ctx);
+                        act.offer_room();
                         if full || act.wake_again || !act.finished.is_empty() {
                             act.round(ctx);
                         }
                     }
                     // Their claims run out and they are delivered again (at least once).
-                    Err(e) => log::error!(
-                        "a webhook delivery round failed, {} attempts unrecorded: {e}",
-                        sent.len()
-                    ),
+                    Err(e) => {
+                        log::error!(
+                            "a webhook delivery round failed, {} attempts unrecorded: {e}",
+                            sent.len()
+                        );
+                        act.want_claim |= limit > 0;
+                        act.offer_room();
+                    }
                 }
                 act.check_drained();
             })
@@ -197,6 +244,7 @@ impl WebhookDispatcher {
             act.finished.push(attempt);
             act.fill_slots(ctx);
             act.round(ctx);
+            act.offer_room();
         })
         .spawn(ctx);
     }
@@ -245,16 +293,35 @@ impl Actor for WebhookDispatcher {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.shared
             .events
-            .register_webhooks(ctx.address().recipient());
-        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| act.round(ctx));
+            .register_webhooks(ctx.address().recipient(), ctx.address().recipient());
+        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| {
+            act.want_claim = true;
+            act.round(ctx);
+        });
         self.round(ctx);
+        self.offer_room();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // Nothing more is handed to a dispatcher that is gone (a restarted one offers anew).
+        self.handoff().offer(0);
     }
 }
 
 impl Handler<Wake> for WebhookDispatcher {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.want_claim = true;
         self.round(ctx);
+    }
+}
+
+impl Handler<Handed> for WebhookDispatcher {
+    type Result = ();
+    fn handle(&mut self, Handed(deliveries): Handed, ctx: &mut Context<Self>) {
+        self.waiting.extend(deliveries);
+        self.fill_slots(ctx);
+        self.offer_room();
     }
 }
 
@@ -262,6 +329,7 @@ impl Handler<Drain> for WebhookDispatcher {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
+        self.offer_room();
         let (tx, rx) = oneshot::channel();
         self.drained.push(tx);
         self.check_drained();

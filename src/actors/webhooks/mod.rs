@@ -5,4 +5,5 @@ mod deliver;
 mod dispatcher;
 pub mod retry;
 
+pub(crate) use dispatcher::claim_duration;
 pub use dispatcher::WebhookDispatcher;
