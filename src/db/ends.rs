@@ -8,7 +8,7 @@
 use super::jobs::{self, Outcome, ResultMeta};
 use super::notifications::{job_finished_body, BornClaim, Written, JOB_FINISHED};
 use super::prepared::{prepared, Param};
-use super::DbConnection;
+use super::{results, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{ids, time, Micros, Zone};
 use diesel::sql_types::Text;
@@ -63,6 +63,8 @@ struct Row<'a> {
     /// The result's last chunk, hex.
     seq: Option<i32>,
     data: Option<String>,
+    /// The whole result, hex, when it is kept in the job's row ([`results::inline`]).
+    inline: Option<String>,
     notification_id: String,
     payload: String,
     claimed_by: Option<&'a str>,
@@ -75,7 +77,8 @@ const PG_FINISH_ALL: &str = "\
     WITH u AS ( \
         SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(id text, attempt integer, \
             status text, log text, ext text, content_type text, size bigint, \
-            valid_until bigint, seq integer, data text, notification_id text, payload text, \
+            valid_until bigint, seq integer, data text, inline text, notification_id text, \
+            payload text, \
             claimed_by text, claim_expires bigint) \
     ), ended AS ( \
         UPDATE jobs j SET status = u.status, completion_time = ?2, lease_owner = NULL, \
@@ -83,7 +86,8 @@ const PG_FINISH_ALL: &str = "\
             result_ext = COALESCE(u.ext, j.result_ext), \
             result_content_type = COALESCE(u.content_type, j.result_content_type), \
             result_size = COALESCE(u.size, j.result_size), \
-            valid_until = COALESCE(u.valid_until, j.valid_until) \
+            valid_until = COALESCE(u.valid_until, j.valid_until), \
+            result_inline = decode(u.inline, 'hex') \
         FROM u WHERE j.id = u.id AND j.attempt = u.attempt AND j.status = 'running' \
         RETURNING j.id, j.eshop_id \
     ), outbox AS ( \
@@ -116,10 +120,13 @@ struct Ended {
 
 /// Whether an end must first remove chunks stored before: an attempt that did not
 /// complete keeps no result, and a result whose last chunk is its first may find chunks
-/// an earlier attempt left (also one handed back unspent, whose number is used again).
+/// an earlier attempt left (also one handed back unspent, whose number is used again),
+/// unless it is kept inline, where readers ignore them.
 fn clears(e: &End) -> bool {
     match e.outcome {
-        Outcome::Completed(ResultMeta { tail, .. }) => matches!(tail, Some((0, _))),
+        Outcome::Completed(ResultMeta { tail, .. }) => {
+            matches!(tail, Some((0, _))) && results::inline(tail.as_ref()).is_none()
+        }
         Outcome::Failed | Outcome::Killed => true,
     }
 }
@@ -149,6 +156,8 @@ fn finish_all_on_pg(
                 _ => None,
             };
             let tail = meta.and_then(|m| m.tail.as_ref());
+            let inline = results::inline(tail);
+            let tail = tail.filter(|_| inline.is_none());
             Row {
                 id: e.id,
                 attempt: e.attempt,
@@ -160,6 +169,7 @@ fn finish_all_on_pg(
                 valid_until: meta.map(|_| now + e.result_ttl),
                 seq: tail.map(|(seq, _)| *seq),
                 data: tail.map(|(_, data)| hex::encode(data)),
+                inline: inline.map(hex::encode),
                 notification_id: ids::ordered_id("msg", now),
                 payload: job_finished_body(e.eshop_id, &e.zone.format(now), e.id),
                 claimed_by: e.claim.map(|c| c.node),
@@ -201,8 +211,8 @@ mod tests {
 
     /// One run of ends on a real database: a completion with its last chunk, a failure
     /// that drops the chunk its attempt wrote, a stale attempt (refused, no outbox row),
-    /// and an attempt whose one-chunk result replaces the two chunks of one handed back
-    /// before it. SQLite writes them end by end, PostgreSQL in one statement: the outcome
+    /// and an attempt whose one-chunk result (kept inline) replaces the two chunks of one
+    /// handed back before it. SQLite writes them end by end, PostgreSQL in one statement: the outcome
     /// is the same.
     fn a_run_of_ends(server: Option<&str>) {
         let (_db, conn) = &mut migrated_for_tests(server);
@@ -235,7 +245,9 @@ mod tests {
                 tail: Some((0, data.to_vec())),
             })
         };
-        let (new, fresh, zone) = (completed(b"new"), completed(b"abc"), Zone::utc());
+        // One result too large to keep inline (stored as a chunk), one kept inline.
+        let large = vec![7u8; results::INLINE_MAX + 1];
+        let (new, fresh, zone) = (completed(b"new"), completed(&large), Zone::utc());
         let end = |id, attempt, outcome| End {
             id,
             eshop_id: 1,
@@ -257,7 +269,8 @@ mod tests {
         assert_eq!(took, [true, true, false, true]);
 
         let d = jobs::get(conn, 1, done, 0).unwrap();
-        assert_eq!((d.status.as_str(), d.result_size), ("completed", Some(3)));
+        assert_eq!(d.status, "completed");
+        assert_eq!(d.result_size, Some(large.len() as i64));
         assert!(d.valid_until.is_some() && d.log.ends_with("ended\n"));
         assert_eq!(jobs::get(conn, 1, failed, 0).unwrap().status, "failed");
         assert_eq!(
@@ -266,13 +279,14 @@ mod tests {
             "a stale attempt changes nothing"
         );
         assert_eq!(jobs::get(conn, 1, again, 0).unwrap().status, "completed");
-        assert_eq!(results::chunk(conn, done, 0).unwrap().unwrap(), b"abc");
+        assert_eq!(results::chunk(conn, done, 0).unwrap().unwrap(), large);
+        assert_eq!(results::chunk(conn, done, 1).unwrap(), None);
         assert_eq!(results::chunk(conn, failed, 0).unwrap(), None);
         assert_eq!(results::chunk(conn, again, 0).unwrap().unwrap(), b"new");
         assert_eq!(
             results::chunk(conn, again, 1).unwrap(),
             None,
-            "the earlier attempt's second chunk is gone"
+            "the earlier attempt's second chunk is not served"
         );
         for (id, rows) in [(done, 1), (failed, 1), (stale, 0), (again, 1)] {
             assert_eq!(

@@ -653,8 +653,31 @@ pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Opti
         Param::BigInt(now),
         Param::Text(log),
     ];
-    let ended = match outcome {
-        Outcome::Completed(meta) => prepared!(
+    let inline = match outcome {
+        Outcome::Completed(meta) => super::results::inline(meta.tail.as_ref()),
+        _ => None,
+    };
+    let ended = match (outcome, inline) {
+        (Outcome::Completed(meta), Some(bytes)) => prepared!(
+            "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
+                lease_expires = NULL, log = log || ?6, result_ext = ?7, \
+                result_content_type = ?8, result_size = ?9, valid_until = ?10, \
+                result_inline = ?11 \
+             WHERE id = ?1 AND attempt = ?2 AND status = ?3",
+            &[
+                &ended[..],
+                &[
+                    Param::Text(&meta.ext),
+                    Param::Text(&meta.content_type),
+                    Param::BigInt(meta.size),
+                    Param::BigInt(now + result_ttl),
+                    Param::Binary(bytes),
+                ],
+            ]
+            .concat(),
+        )
+        .run(conn)?,
+        (Outcome::Completed(meta), None) => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6, result_ext = ?7, \
                 result_content_type = ?8, result_size = ?9, valid_until = ?10 \
@@ -671,7 +694,7 @@ pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Opti
             .concat(),
         )
         .run(conn)?,
-        Outcome::Failed | Outcome::Killed => prepared!(
+        (Outcome::Failed | Outcome::Killed, _) => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6 \
              WHERE id = ?1 AND attempt = ?2 AND status = ?3",
@@ -683,6 +706,8 @@ pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Opti
         return Ok(None);
     }
     match outcome {
+        // Kept in the row: the chunks an earlier attempt left are never read.
+        Outcome::Completed(_) if inline.is_some() => {}
         Outcome::Completed(ResultMeta {
             tail: Some((seq, data)),
             ..
@@ -890,7 +915,7 @@ pub fn expire(conn: &mut DbConnection, now: Micros, limit: i64) -> StoreResult<V
             .filter(jobs::id.eq_any(&due))
             .filter(jobs::status.eq(from)),
     )
-    .set(jobs::status.eq(to))
+    .set((jobs::status.eq(to), jobs::result_inline.eq(None::<Vec<u8>>)))
     .execute(conn)?;
     Ok(endpoints)
 }

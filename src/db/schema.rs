@@ -53,6 +53,7 @@ diesel::table! {
         result_size -> Nullable<BigInt>,
         valid_until -> Nullable<BigInt>,
         log -> Text,
+        result_inline -> Nullable<Binary>,
     }
 }
 

@@ -354,8 +354,19 @@ async fn result_expires_after_valid_until(backend: Backend) {
     let job_id = t.submit_snapshot("").await;
     let job = t.wait_finished(&job_id).await;
     let url = job["resultUrl"].as_str().unwrap().to_string();
+    let stored = |conn: &mut jobline::db::DbConnection| {
+        jobline::db::results::chunk(conn, &job_id, 0).unwrap()
+    };
+    let mut conn = t.db.connect();
+    assert!(stored(&mut conn).is_some(), "a result until it expires");
     eventually(Duration::from_secs(10), "the job reads expired", || async {
         t.get(&format!("/api/system/jobs/{job_id}")).await.body["data"]["status"] == "expired"
+    })
+    .await;
+    // Kept in the job's row (a small snapshot) or in chunks, the bytes go with the
+    // janitor's next pass (the job reads expired from `valid_until` on).
+    eventually(Duration::from_secs(10), "the result is deleted", || async {
+        stored(&mut t.db.connect()).is_none()
     })
     .await;
     let gone = t.send(t.client.get(&url)).await;
