@@ -124,7 +124,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
     };
     let metrics = Arc::new(metrics::Metrics::new());
     if !backend.is_postgres() {
-        // One node: whatever is still `running` belonged to a process that is gone.
+        // One node: whatever is still `running` or claimed belonged to a process that is gone.
         recover_previous_run(&mut writer_conn, &config, &metrics)?;
     }
     let pool = db::connect(&backend, config.db_pool_size)?;
@@ -254,7 +254,12 @@ fn recover_previous_run(
             log::warn!("took back {n} jobs left running by a previous process");
         }
         if n < actors::janitor::BATCH as usize {
-            return Ok(());
+            break;
         }
     }
+    let released = db::deliveries::release_all_claims(conn).map_err(|e| e.to_string())?;
+    if released > 0 {
+        log::warn!("let go of {released} webhook deliveries claimed by a previous process");
+    }
+    Ok(())
 }

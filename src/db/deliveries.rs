@@ -388,6 +388,23 @@ impl ClaimedDelivery {
     }
 }
 
+/// Lets go of every claim on a pending notification: for a single SQLite node starting,
+/// whose claims all belonged to a process that is gone (one process per file), so that
+/// what it had claimed, or was handed at birth, is delivered now rather than when the
+/// claims run out. Answers how many were let go.
+pub fn release_all_claims(conn: &mut DbConnection) -> StoreResult<usize> {
+    Ok(diesel::update(
+        notifications::table
+            .filter(super::literal("status = 'pending'"))
+            .filter(notifications::claimed_by.is_not_null()),
+    )
+    .set((
+        notifications::claimed_by.eq(None::<String>),
+        notifications::claim_expires.eq(None::<Micros>),
+    ))
+    .execute(conn)?)
+}
+
 /// What one attempt did and what comes next. Serialised, it is one row of the JSON array
 /// that [`record_attempts`] hands PostgreSQL (the keys are the SQL's column names).
 #[derive(Debug, Clone, Serialize)]
@@ -425,10 +442,10 @@ pub struct Attempt {
 /// PostgreSQL records a batch in one statement: the rows of the JSON array ?1 move their
 /// notifications on where the claim still holds (same node, same attempt), and exactly
 /// those get their attempt row. A claimed notification is always pending: only a claim
-/// sets `claimed_by`, only on a pending row, and every record clears it. So the fence does
-/// not name the status, which let PostgreSQL join the batch to every pending notification
-/// through `notifications_due` (338 rows read for 15 recorded) instead of looking each one
-/// up by its key; and it is planned on indexes ([`by_index_until_commit`]), since its
+/// sets `claimed_by` (or a notification is born with it), only on a pending row, and
+/// every record clears it. So the fence does not name the status, which let PostgreSQL
+/// join the batch to every pending notification through `notifications_due` (338 rows
+/// read for 15 recorded) instead of looking each one up by its key; and it is planned on indexes ([`by_index_until_commit`]), since its
 /// generic plan, made while the table was nearly empty, read the whole table (20 000 rows
 /// for 14 recorded).
 const PG_RECORD: &str = "\

@@ -398,6 +398,84 @@ async fn proxy_variables_of_the_environment_are_ignored(backend: Backend) {
     );
 }
 
+/// A single SQLite node killed while its webhook deliveries hang: the notifications it had
+/// claimed (at their birth or by a claim) are delivered as soon as a new process starts,
+/// not when the claims run out (90 s with the default `webhook_timeout`).
+#[actix_rt::test]
+async fn a_restarted_sqlite_node_delivers_what_its_predecessor_held() {
+    use diesel::prelude::*;
+    use jobline::db::schema::{notifications, webhooks};
+    // Takes every connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    let receiver = RecordingServer::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let private = [("JOBLINE_ALLOW_PRIVATE_TARGETS", "true")];
+    let node = Node::start(&db.url, true, &private);
+    let token = node.token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let (status, body) = json(
+        client
+            .post(node.url("/api/webhooks"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"data": [{"event": "job:finished", "url": silent_url}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for _ in 0..5 {
+        let (status, _) = json(
+            client
+                .get(node.url("/api/products/snapshot"))
+                .bearer_auth(&token),
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    let claimed = |conn: &mut jobline::db::DbConnection| -> i64 {
+        notifications::table
+            .filter(notifications::claimed_by.is_not_null())
+            .count()
+            .get_result(conn)
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while claimed(&mut db.connect()) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "five claimed deliveries"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.signal("-KILL");
+    drop(node);
+    let hook = format!("{}/hook", receiver.url);
+    diesel::update(webhooks::table)
+        .set(webhooks::url.eq(&hook))
+        .execute(&mut db.connect())
+        .unwrap();
+    let node = Node::start(&db.url, false, &private);
+    for n in 0..5 {
+        let line = receiver
+            .lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("delivery {n} after the restart"));
+        assert_eq!(line, "POST /hook HTTP/1.1");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while claimed(&mut db.connect()) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every delivery recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(node);
+}
+
 crate::on_both_backends!(
     crash_loses_no_accepted_job,
     sigterm_exits_cleanly,
