@@ -5,36 +5,16 @@
 //! SQLite runs in-process, with no round trip to save: there each end is
 //! [`jobs::finish`]'s few cached statements.
 
-use super::jobs::{self, Outcome, ResultMeta};
-use super::notifications::{job_finished_body, BornClaim, Written, JOB_FINISHED};
+use super::jobs::{self, End, Outcome, ResultMeta};
+use super::notifications::{job_finished_body, Written, JOB_FINISHED};
 use super::prepared::{prepared, Param};
 use super::{results, DbConnection};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{ids, time, Micros, Zone};
+use crate::model::{ids, time, Micros};
 use diesel::sql_types::Text;
 use diesel::{QueryableByName, RunQueryDsl};
 use serde::Serialize;
 use std::collections::HashSet;
-
-/// One attempt's end, as [`finish_all`] writes it.
-pub struct End<'a> {
-    /// The job.
-    pub id: &'a str,
-    /// Its e-shop (the `job:finished` body names it).
-    pub eshop_id: i64,
-    /// The attempt that ran: only it may end the job.
-    pub attempt: i32,
-    /// How it ended.
-    pub outcome: &'a Outcome,
-    /// Log lines of the attempt.
-    pub log: &'a str,
-    /// Zone of the event time.
-    pub zone: &'a Zone,
-    /// How long a result stays downloadable.
-    pub result_ttl: Micros,
-    /// Write the `job:finished` notification claimed by this node's dispatcher.
-    pub claim: Option<BornClaim<'a>>,
-}
 
 /// Writes the ends of a run of attempts, each fenced as [`jobs::finish`] is (only the
 /// attempt that holds the job, only from `running`); answers, in order, the notification
@@ -208,6 +188,7 @@ fn to_json(value: &impl Serialize) -> StoreResult<String> {
 mod tests {
     use super::*;
     use crate::db::{jobs::pending_for_tests, migrated_for_tests, notifications, results};
+    use crate::model::Zone;
 
     /// One run of ends on a real database: a completion with its last chunk, a failure
     /// that drops the chunk its attempt wrote, a stale attempt (refused, no outbox row),

@@ -3,8 +3,7 @@
 //! Every status change names the status it comes from in its SQL, so it follows
 //! [`JobStatus::can_become`] even when nodes race.
 
-use super::ends::End;
-use super::notifications::{self, Written};
+use super::notifications::{self, BornClaim, Written};
 use super::prepared::{prepared, usual_plans, Param, OFF_FOR_THE_TRANSACTION};
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
 use super::{literal, DbConnection};
@@ -600,6 +599,26 @@ pub fn renew_leases(
         .set(jobs::lease_expires.eq(lease_until))
         .execute(conn)?;
     Ok(held.select((jobs::id, jobs::attempt)).load(conn)?)
+}
+
+/// One attempt's end, as [`finish_end`] writes it, alone or in a run of ends (`db::ends`).
+pub struct End<'a> {
+    /// The job.
+    pub id: &'a str,
+    /// Its e-shop (the `job:finished` body names it).
+    pub eshop_id: i64,
+    /// The attempt that ran: only it may end the job.
+    pub attempt: i32,
+    /// How it ended.
+    pub outcome: &'a Outcome,
+    /// Log lines of the attempt.
+    pub log: &'a str,
+    /// Zone of the event time.
+    pub zone: &'a Zone,
+    /// How long a result stays downloadable.
+    pub result_ttl: Micros,
+    /// Write the `job:finished` notification claimed by this node's dispatcher.
+    pub claim: Option<BornClaim<'a>>,
 }
 
 /// Ends a running attempt of a job of `eshop_id`. Fenced: only the attempt that holds the

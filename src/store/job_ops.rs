@@ -3,8 +3,8 @@
 use super::Handoff;
 use super::{Effects, Lane, ReadOp, WriteOp};
 use crate::db::deliveries::{self, ClaimedDelivery};
-use crate::db::ends::{self, End};
-use crate::db::jobs::{self, ClaimedJob, Job, JobFilter, Outcome};
+use crate::db::ends;
+use crate::db::jobs::{self, ClaimedJob, End, Job, JobFilter, Outcome};
 use crate::db::notifications::JOB_FINISHED;
 use crate::db::{notifications, results, DbConnection};
 use crate::error::{StoreError, StoreResult};
