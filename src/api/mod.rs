@@ -8,6 +8,7 @@ mod dashboard;
 mod endpoint;
 pub mod envelope;
 pub mod error;
+mod foreign_errors;
 mod health;
 mod images;
 mod jobs;
@@ -119,7 +120,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(body_deadline::enforce))
             .wrap(from_fn(params::reject_nul_in_path))
             .wrap(from_fn(rate_limit::limit))
-            .wrap(from_fn(error::envelope_foreign_errors))
+            .wrap(from_fn(foreign_errors::envelope_foreign_errors))
             .wrap(from_fn(envelope::with_request_id))
             .wrap(from_fn(endpoint::head_without_body))
             // Counts every answer, the rate limiter's 429s included.
