@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 venv=${VENV:-/opt/jobline-venv}
 bin=${JOBLINE_BIN:-target/debug/jobline}
+# The server reads every JOBLINE_* variable as a setting and refuses one it does not know.
+unset JOBLINE_BIN
 max_examples=${MAX_EXAMPLES:-25}
 seconds=${FUZZ_SECONDS:-300}
 
