@@ -129,9 +129,65 @@ pub fn redeliver(
     Ok(())
 }
 
-/// A claimed notification's row with where it goes: the e-shop's active webhook for the
-/// event (NULL without one) and the secrets that sign now, newest first, joined by spaces
-/// (a secret is `whsec_` + base64, so it holds none).
+/// Where a notification goes, as [`target_columns!`] selects it: the e-shop's active webhook
+/// for the event (NULL without one) and the secrets that sign now, newest first, joined by
+/// spaces (a secret is `whsec_` + base64, so it holds none).
+#[derive(Debug, Clone, QueryableByName)]
+struct TargetColumns {
+    #[diesel(sql_type = Nullable<Text>)]
+    webhook_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    secrets: Option<String>,
+}
+
+impl TargetColumns {
+    /// The target; `None` without an active webhook.
+    fn into_target(self) -> Option<Target> {
+        let secrets = self.secrets.unwrap_or_default();
+        self.webhook_id
+            .zip(self.url)
+            .map(|(webhook_id, url)| Target {
+                webhook_id,
+                url,
+                secrets: secrets
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            })
+    }
+}
+
+/// The select-list items that [`TargetColumns`] reads, for the e-shop and the event that
+/// the SQL expressions `$shop` and `$event` name, with the keys valid at `?3`; the backends
+/// name their string aggregate differently (`$aggregate`). Shared by the claim's
+/// `RETURNING` and [`targets`].
+macro_rules! target_columns {
+    ($shop:literal, $event:literal, $aggregate:literal) => {
+        concat!(
+            "(SELECT w.id FROM webhooks w WHERE w.eshop_id = ",
+            $shop,
+            " AND w.event = ",
+            $event,
+            " AND w.active) AS webhook_id, \
+             (SELECT w.url FROM webhooks w WHERE w.eshop_id = ",
+            $shop,
+            " AND w.event = ",
+            $event,
+            " AND w.active) AS url, \
+             (SELECT ",
+            $aggregate,
+            "(k.secret, ' ' ORDER BY k.created_at DESC, k.id DESC) FROM signature_keys k \
+                WHERE k.eshop_id = ",
+            $shop,
+            " AND (k.expires_at IS NULL OR k.expires_at > ?3)) AS secrets"
+        )
+    };
+}
+
+/// A claimed notification's row with where it goes.
 #[derive(Debug, Clone, QueryableByName)]
 struct ClaimedRow {
     #[diesel(sql_type = Text)]
@@ -144,12 +200,8 @@ struct ClaimedRow {
     attempts: i32,
     #[diesel(sql_type = Bool)]
     redelivery: bool,
-    #[diesel(sql_type = Nullable<Text>)]
-    webhook_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    url: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    secrets: Option<String>,
+    #[diesel(embed)]
+    target: TargetColumns,
 }
 
 /// Where a claimed notification goes.
@@ -216,16 +268,8 @@ macro_rules! claim_sql {
                     AND (claim_expires IS NULL OR claim_expires < ?3) \
                 ORDER BY next_attempt_at LIMIT (?4 + 0) ",
             $close,
-            " RETURNING id, event, payload, attempts, redelivery, \
-                (SELECT w.id FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
-                    AND w.event = notifications.event AND w.active) AS webhook_id, \
-                (SELECT w.url FROM webhooks w WHERE w.eshop_id = notifications.eshop_id \
-                    AND w.event = notifications.event AND w.active) AS url, \
-                (SELECT ",
-            $aggregate,
-            "(k.secret, ' ' ORDER BY k.created_at DESC, k.id DESC) FROM signature_keys k \
-                    WHERE k.eshop_id = notifications.eshop_id \
-                    AND (k.expires_at IS NULL OR k.expires_at > ?3)) AS secrets"
+            " RETURNING id, event, payload, attempts, redelivery, ",
+            target_columns!("notifications.eshop_id", "notifications.event", $aggregate)
         )
     };
 }
@@ -266,7 +310,7 @@ pub fn claim(
     let mut claimed: Vec<ClaimedDelivery> = rows
         .into_iter()
         .map(|row| ClaimedDelivery {
-            target: target(row.webhook_id, row.url, row.secrets.as_deref()),
+            target: row.target.into_target(),
             id: row.id,
             event: row.event,
             payload: row.payload,
@@ -278,57 +322,25 @@ pub fn claim(
     Ok(claimed)
 }
 
-/// The target of a webhook and the signing secrets joined by spaces, as the queries
-/// answer them; `None` without an active webhook.
-fn target(
-    webhook_id: Option<String>,
-    url: Option<String>,
-    secrets: Option<&str>,
-) -> Option<Target> {
-    webhook_id.zip(url).map(|(webhook_id, url)| Target {
-        webhook_id,
-        url,
-        secrets: secrets
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-    })
-}
-
 /// One e-shop's target, as [`targets`] reads it.
 #[derive(QueryableByName)]
 struct TargetRow {
     #[diesel(sql_type = BigInt)]
     eshop_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    webhook_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    url: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    secrets: Option<String>,
+    #[diesel(embed)]
+    target: TargetColumns,
 }
 
-/// ?1 a JSON array of e-shop ids, ?2 the event, ?3 now: each e-shop's active webhook for
-/// the event and the secrets that sign now, newest first, as the claim's `RETURNING` reads
-/// them. The backends unpack the array and name their string aggregate differently.
+/// ?1 a JSON array of e-shop ids, ?2 the event, ?3 now: each e-shop's target, as the
+/// claim's `RETURNING` reads it. The backends unpack the array differently.
 macro_rules! targets_sql {
     ($shops:literal, $aggregate:literal) => {
         concat!(
             "WITH s AS (",
             $shops,
-            ") SELECT s.eshop_id, \
-                (SELECT w.id FROM webhooks w WHERE w.eshop_id = s.eshop_id \
-                    AND w.event = ?2 AND w.active) AS webhook_id, \
-                (SELECT w.url FROM webhooks w WHERE w.eshop_id = s.eshop_id \
-                    AND w.event = ?2 AND w.active) AS url, \
-                (SELECT ",
-            $aggregate,
-            "(k.secret, ' ' ORDER BY k.created_at DESC, k.id DESC) FROM signature_keys k \
-                    WHERE k.eshop_id = s.eshop_id \
-                    AND (k.expires_at IS NULL OR k.expires_at > ?3)) AS secrets \
-             FROM s"
+            ") SELECT s.eshop_id, ",
+            target_columns!("s.eshop_id", "?2", $aggregate),
+            " FROM s"
         )
     };
 }
@@ -369,7 +381,7 @@ pub fn targets(
         .into_iter()
         .filter_map(|row| {
             let shop = row.eshop_id;
-            target(row.webhook_id, row.url, row.secrets.as_deref()).map(|t| (shop, t))
+            row.target.into_target().map(|t| (shop, t))
         })
         .collect())
 }
@@ -445,9 +457,9 @@ pub struct Attempt {
 /// sets `claimed_by` (or a notification is born with it), only on a pending row, and
 /// every record clears it. So the fence does not name the status, which let PostgreSQL
 /// join the batch to every pending notification through `notifications_due` (338 rows
-/// read for 15 recorded) instead of looking each one up by its key; and it is planned on indexes ([`by_index_until_commit`]), since its
-/// generic plan, made while the table was nearly empty, read the whole table (20 000 rows
-/// for 14 recorded).
+/// read for 15 recorded) instead of looking each one up by its key; and it is planned on
+/// indexes ([`by_index_until_commit`]), since its generic plan, made while the table was
+/// nearly empty, read the whole table (20 000 rows for 14 recorded).
 const PG_RECORD: &str = "\
     WITH v AS ( \
         SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(notification_id text, node text, \

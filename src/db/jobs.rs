@@ -663,7 +663,7 @@ pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Opti
     } = *end;
     let now = time::now();
     let (from, to) = transition(JobStatus::Running, outcome.status());
-    // ?1 id, ?2 attempt, ?3 from, ?4 to, ?5 now, ?6 log; a result adds ?7 to ?10.
+    // ?1 id, ?2 attempt, ?3 from, ?4 to, ?5 now, ?6 log; a result adds ?7 to ?11.
     let ended = [
         Param::Text(id),
         Param::Integer(attempt),
@@ -676,8 +676,9 @@ pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Opti
         Outcome::Completed(meta) => super::results::inline(meta.tail.as_ref()),
         _ => None,
     };
-    let ended = match (outcome, inline) {
-        (Outcome::Completed(meta), Some(bytes)) => prepared!(
+    let ended = match outcome {
+        // A result kept in the row ([`super::results::inline`]) is written here; NULL else.
+        Outcome::Completed(meta) => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6, result_ext = ?7, \
                 result_content_type = ?8, result_size = ?9, valid_until = ?10, \
@@ -690,30 +691,13 @@ pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Opti
                     Param::Text(&meta.content_type),
                     Param::BigInt(meta.size),
                     Param::BigInt(now + result_ttl),
-                    Param::Binary(bytes),
+                    Param::NullableBinary(inline),
                 ],
             ]
             .concat(),
         )
         .run(conn)?,
-        (Outcome::Completed(meta), None) => prepared!(
-            "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
-                lease_expires = NULL, log = log || ?6, result_ext = ?7, \
-                result_content_type = ?8, result_size = ?9, valid_until = ?10 \
-             WHERE id = ?1 AND attempt = ?2 AND status = ?3",
-            &[
-                &ended[..],
-                &[
-                    Param::Text(&meta.ext),
-                    Param::Text(&meta.content_type),
-                    Param::BigInt(meta.size),
-                    Param::BigInt(now + result_ttl),
-                ],
-            ]
-            .concat(),
-        )
-        .run(conn)?,
-        (Outcome::Failed | Outcome::Killed, _) => prepared!(
+        Outcome::Failed | Outcome::Killed => prepared!(
             "UPDATE jobs SET status = ?4, completion_time = ?5, lease_owner = NULL, \
                 lease_expires = NULL, log = log || ?6 \
              WHERE id = ?1 AND attempt = ?2 AND status = ?3",

@@ -33,7 +33,7 @@ pub struct BornClaim<'a> {
 }
 
 /// A `job:finished` notification as written: what its delivery needs besides its target.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Written {
     /// `msg_…`.
     pub id: String,

@@ -41,6 +41,8 @@ pub(crate) enum Param<'a> {
     NullableInteger(Option<i32>),
     /// `BLOB` (`bytea`).
     Binary(&'a [u8]),
+    /// `BLOB` (`bytea`) or `NULL`.
+    NullableBinary(Option<&'a [u8]>),
 }
 
 /// A statement of fixed text whose parameters are written `?1`, `?2`, … (each may appear
@@ -111,6 +113,7 @@ where
     Option<&'a str>: ToSql<Nullable<Text>, DB>,
     Option<i64>: ToSql<Nullable<BigInt>, DB>,
     Option<i32>: ToSql<Nullable<Integer>, DB>,
+    Option<&'a [u8]>: ToSql<Nullable<Binary>, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         for piece in template(self.sql).iter() {
@@ -132,6 +135,9 @@ where
                     out.push_bind_param::<Nullable<Integer>, Option<i32>>(v)?
                 }
                 Some(Param::Binary(v)) => out.push_bind_param::<Binary, [u8]>(v)?,
+                Some(Param::NullableBinary(v)) => {
+                    out.push_bind_param::<Nullable<Binary>, Option<&'a [u8]>>(v)?
+                }
                 None => {
                     return Err(diesel::result::Error::QueryBuilderError(
                         format!("statement parameter ?{} is not given", index + 1).into(),

@@ -23,6 +23,30 @@ async fn json(req: reqwest::RequestBuilder) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+/// Registers the `job:finished` webhook of the node's demo e-shop.
+async fn register_webhook(client: &reqwest::Client, node: &Node, token: &str, url: &str) {
+    let (status, body) = json(
+        client
+            .post(node.url("/api/webhooks"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"data": [{"event": "job:finished", "url": url}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Submits a snapshot; answers its job id.
+async fn submit_snapshot(client: &reqwest::Client, node: &Node, token: &str) -> String {
+    let (status, body) = json(
+        client
+            .get(node.url("/api/products/snapshot"))
+            .bearer_auth(token),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    body["data"]["jobId"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn eshop_commands() {
     let db = TestDb::new(Backend::Sqlite);
@@ -201,14 +225,7 @@ async fn crash_loses_no_accepted_job(backend: Backend) {
             .clone()
             .expect("the first start prints the demo token");
         for _ in 0..40 {
-            let (status, body) = json(
-                client
-                    .get(node.url("/api/products/snapshot"))
-                    .bearer_auth(&token),
-            )
-            .await;
-            assert_eq!(status, 202);
-            accepted.push(body["data"]["jobId"].as_str().unwrap().to_string());
+            accepted.push(submit_snapshot(&client, &node, &token).await);
         }
         node.signal("-KILL");
     }
@@ -237,13 +254,7 @@ async fn sigterm_exits_cleanly(backend: Backend) {
     let client = reqwest::Client::new();
     let mut node = Node::start(&db.url, true, &[]);
     let token = node.token.clone().unwrap();
-    let (status, _) = json(
-        client
-            .get(node.url("/api/products/snapshot"))
-            .bearer_auth(&token),
-    )
-    .await;
-    assert_eq!(status, 202);
+    submit_snapshot(&client, &node, &token).await;
     node.signal("-TERM");
     let exit = node.wait_exit(Duration::from_secs(30));
     assert_eq!(exit.code(), Some(0));
@@ -371,22 +382,8 @@ async fn proxy_variables_of_the_environment_are_ignored(backend: Backend) {
     let node = Node::start(&db.url, true, &env);
     let token = node.token.clone().unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let hook = format!("{}/hook", receiver.url);
-    let (status, body) = json(
-        client
-            .post(node.url("/api/webhooks"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"data": [{"event": "job:finished", "url": hook}]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, _) = json(
-        client
-            .get(node.url("/api/products/snapshot"))
-            .bearer_auth(&token),
-    )
-    .await;
-    assert_eq!(status, 202);
+    register_webhook(&client, &node, &token, &format!("{}/hook", receiver.url)).await;
+    submit_snapshot(&client, &node, &token).await;
     let line = receiver
         .lines
         .recv_timeout(Duration::from_secs(30))
@@ -418,22 +415,9 @@ async fn a_restarted_sqlite_node_delivers_what_its_predecessor_held() {
     let node = Node::start(&db.url, true, &private);
     let token = node.token.clone().unwrap();
     let client = reqwest::Client::new();
-    let (status, body) = json(
-        client
-            .post(node.url("/api/webhooks"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"data": [{"event": "job:finished", "url": silent_url}]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    register_webhook(&client, &node, &token, &silent_url).await;
     for _ in 0..5 {
-        let (status, _) = json(
-            client
-                .get(node.url("/api/products/snapshot"))
-                .bearer_auth(&token),
-        )
-        .await;
-        assert_eq!(status, 202);
+        submit_snapshot(&client, &node, &token).await;
     }
     let claimed = |conn: &mut jobline::db::DbConnection| -> i64 {
         notifications::table
