@@ -29,7 +29,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 use store::events::Events;
-use store::{QueryActor, Store, StoreWriter};
+use store::{PageReader, QueryActor, Store, StoreWriter};
 
 /// How long in-flight HTTP requests may take to finish once shutdown starts.
 const HTTP_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -139,7 +139,8 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             faults.clone(),
             events.clone(),
         ),
-        QueryActor::start_pool(pool, config.query_actors),
+        QueryActor::start_pool(pool.clone(), config.query_actors),
+        PageReader::start(pool, &backend),
     );
     let breakpoints = Arc::new(jobs::Breakpoints::default());
     let node = format!(

@@ -104,6 +104,74 @@ fn whole_catalogue_page(
     })
 }
 
+/// Where one snapshot's next page of its whole catalogue starts: an e-shop and the last
+/// `(creation time, guid)` it read, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageStart {
+    /// Owner.
+    pub eshop_id: i64,
+    /// The last (creation time, guid) already read; `None` for the first page.
+    pub after: Option<(Micros, String)>,
+}
+
+/// A product and the position of its page in a [`whole_catalogue_pages`] call.
+#[derive(QueryableByName)]
+struct Numbered {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    i: i32,
+    #[diesel(embed)]
+    product: Product,
+}
+
+/// The next page (up to `limit` products) of each of many snapshots of whole catalogues,
+/// in the order of `starts`. PostgreSQL reads them all in one statement: the snapshots of
+/// small catalogues each paid a round trip for their one page, one read a job (29 % of
+/// `jobline bench`'s rate on PostgreSQL went to them; docs/benchmarks.md, twelfth session).
+/// SQLite reads in-process and reads page by page.
+pub fn whole_catalogue_pages(
+    conn: &mut DbConnection,
+    starts: &[PageStart],
+    limit: i64,
+) -> StoreResult<Vec<Vec<Product>>> {
+    if !matches!(conn, DbConnection::Pg(_)) || starts.len() < 2 {
+        return starts
+            .iter()
+            .map(|s| whole_catalogue_page(conn, s.eshop_id, s.after.clone(), limit))
+            .collect();
+    }
+    let rows: Vec<serde_json::Value> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (t, guid) = s.after.clone().unzip();
+            serde_json::json!({"i": i, "eshop_id": s.eshop_id, "t": t, "guid": guid})
+        })
+        .collect();
+    let json = serde_json::Value::Array(rows).to_string();
+    // ?1 the starts, ?2 the limit. A first page starts before every key (the smallest
+    // BIGINT and the empty guid), so each lateral is one range of `products_eshop_creation`.
+    let found: Vec<Numbered> = prepared!(
+        "SELECT s.i, p.guid, p.eshop_id, p.code, p.name, p.visibility, p.creation_time, \
+            p.change_time \
+         FROM jsonb_to_recordset(?1::jsonb) AS s(i integer, eshop_id bigint, t bigint, guid text) \
+         CROSS JOIN LATERAL ( \
+            SELECT * FROM products q WHERE q.eshop_id = s.eshop_id \
+                AND (q.creation_time, q.guid) > \
+                    (COALESCE(s.t, -9223372036854775808), COALESCE(s.guid, '')) \
+            ORDER BY q.creation_time, q.guid LIMIT ?2) AS p \
+         ORDER BY s.i, p.creation_time, p.guid",
+        &[Param::Text(&json), Param::BigInt(limit)],
+    )
+    .rows(conn)?;
+    let mut pages: Vec<Vec<Product>> = vec![Vec::new(); starts.len()];
+    for row in found {
+        if let Some(page) = usize::try_from(row.i).ok().and_then(|i| pages.get_mut(i)) {
+            page.push(row.product);
+        }
+    }
+    Ok(pages)
+}
+
 /// Inserts a product; a code already used by this e-shop is a conflict.
 pub fn insert(conn: &mut DbConnection, p: &Product) -> StoreResult<()> {
     diesel::insert_into(products::table)
@@ -230,4 +298,95 @@ pub fn page_after(
     Ok(rows
         .take(usize::try_from(limit).unwrap_or(0))
         .collect::<QueryResult<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::database::test_server;
+    use crate::db::migrated_for_tests;
+
+    fn product(eshop_id: i64, guid: &str, creation_time: Micros) -> Product {
+        Product {
+            guid: guid.into(),
+            eshop_id,
+            code: format!("code-{guid}"),
+            name: guid.into(),
+            visibility: "visible".into(),
+            creation_time,
+            change_time: creation_time,
+        }
+    }
+
+    fn guids(page: &[Product]) -> Vec<&str> {
+        page.iter().map(|p| p.guid.as_str()).collect()
+    }
+
+    /// Many snapshots' pages at once: each its own e-shop's, in key order, after its own
+    /// position, none longer than the limit, an empty catalogue empty; the same pages as
+    /// read one by one.
+    fn many_pages_at_once(server: Option<&str>) {
+        let (_db, conn) = &mut migrated_for_tests(server);
+        for e in [1, 2, 3] {
+            crate::db::eshops::create(conn, e, &format!("shop {e}")).unwrap();
+        }
+        // E-shop 1: a tie on the creation time is ordered by guid.
+        for p in [
+            product(1, "a2", 10),
+            product(1, "a1", 10),
+            product(1, "a3", 20),
+            product(3, "c1", 5),
+            product(3, "c2", 6),
+        ] {
+            insert(conn, &p).unwrap();
+        }
+        let starts = [
+            PageStart {
+                eshop_id: 1,
+                after: None,
+            },
+            PageStart {
+                eshop_id: 2,
+                after: None,
+            },
+            PageStart {
+                eshop_id: 3,
+                after: None,
+            },
+            PageStart {
+                eshop_id: 1,
+                after: Some((10, "a2".into())),
+            },
+            PageStart {
+                eshop_id: 1,
+                after: Some((20, "a3".into())),
+            },
+        ];
+        let pages = whole_catalogue_pages(conn, &starts, 2).unwrap();
+        let got: Vec<Vec<&str>> = pages.iter().map(|p| guids(p)).collect();
+        assert_eq!(
+            got,
+            [
+                vec!["a1", "a2"],
+                vec![],
+                vec!["c1", "c2"],
+                vec!["a3"],
+                vec![]
+            ]
+        );
+        for (start, page) in starts.iter().zip(&pages) {
+            let one = whole_catalogue_page(conn, start.eshop_id, start.after.clone(), 2).unwrap();
+            assert_eq!(guids(&one), guids(page));
+        }
+    }
+
+    #[test]
+    fn sqlite_many_pages_at_once() {
+        many_pages_at_once(None);
+    }
+
+    #[test]
+    fn postgres_many_pages_at_once() {
+        many_pages_at_once(Some(&test_server()));
+    }
 }

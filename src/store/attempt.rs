@@ -4,7 +4,7 @@
 //! nothing else: it cannot kill jobs, read another e-shop's data, or write once its
 //! attempt no longer holds the job.
 
-use super::{AppendResultChunk, ProductsPage, Store, StoreImage};
+use super::{AppendResultChunk, Store, StoreImage};
 use crate::db::images::{NewImage, ProductWithImages};
 use crate::db::jobs::ClaimedJob;
 use crate::db::products::ProductFilter;
@@ -44,12 +44,7 @@ impl AttemptStore {
         limit: i64,
     ) -> StoreResult<Vec<ProductWithImages>> {
         self.store
-            .read(ProductsPage {
-                eshop_id: self.eshop_id,
-                filter: filter.clone(),
-                after,
-                limit,
-            })
+            .products_page(self.eshop_id, filter, after, limit)
             .await
     }
 

@@ -18,6 +18,7 @@ mod image_ops;
 mod job_ops;
 mod link;
 mod metrics_ops;
+mod page_reader;
 mod product_ops;
 mod reader;
 mod webhook_ops;
@@ -32,12 +33,16 @@ pub use handoff::Handoff;
 pub use image_ops::*;
 pub use job_ops::*;
 pub use metrics_ops::*;
+pub use page_reader::PageReader;
 pub use product_ops::*;
 pub use reader::{QueryActor, Read, ReadOp};
 pub use webhook_ops::*;
 pub use writer::{Lane, StoreWriter, WriteOp};
 
+use crate::db::images::ProductWithImages;
+use crate::db::products::{PageStart, ProductFilter};
 use crate::error::{StoreError, StoreResult};
+use crate::model::Micros;
 use actix::Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +55,8 @@ pub struct Store {
     writer: StoreWriter,
     /// The reader pool.
     pub reader: Addr<QueryActor>,
+    /// Reads snapshots' pages of whole catalogues, many in one statement (PostgreSQL).
+    pages: Option<PageReader>,
     /// How many answers were `Unavailable` so far: a worker whose job failed while this
     /// moved hands the job back rather than failing it for the database's absence.
     unavailable: Arc<AtomicU64>,
@@ -57,10 +64,11 @@ pub struct Store {
 
 impl Store {
     /// A handle on the persistence actors.
-    pub fn new(writer: StoreWriter, reader: Addr<QueryActor>) -> Store {
+    pub fn new(writer: StoreWriter, reader: Addr<QueryActor>, pages: Option<PageReader>) -> Store {
         Store {
             writer,
             reader,
+            pages,
             unavailable: Arc::default(),
         }
     }
@@ -75,6 +83,33 @@ impl Store {
     pub async fn read<M: ReadOp>(&self, op: M) -> StoreResult<M::Output> {
         let answer = self.reader.send(Read(op)).await;
         self.counted(answer.map_err(|_| StoreError::Unavailable).and_then(|a| a))
+    }
+
+    /// One page of a snapshot: up to `limit` products of the e-shop (with their images)
+    /// matching `filter`, after the `(creation time, guid)` last read. On PostgreSQL a whole
+    /// catalogue's page is read together with other snapshots' ([`PageReader`]); a
+    /// filtered one, and every page on SQLite, by the reader pool.
+    pub async fn products_page(
+        &self,
+        eshop_id: i64,
+        filter: &ProductFilter,
+        after: Option<(Micros, String)>,
+        limit: i64,
+    ) -> StoreResult<Vec<ProductWithImages>> {
+        let pages = self.pages.as_ref();
+        let Some(pages) = pages.filter(|_| *filter == ProductFilter::default()) else {
+            let filter = filter.clone();
+            return self
+                .read(ProductsPage {
+                    eshop_id,
+                    filter,
+                    after,
+                    limit,
+                })
+                .await;
+        };
+        let answer = pages.page(PageStart { eshop_id, after }, limit).await;
+        self.counted(answer)
     }
 
     /// How many answers were `Unavailable` since the node started.

@@ -146,6 +146,67 @@ async fn snapshot_reads_every_page_of_a_large_catalogue(backend: Backend) {
     assert_eq!(guids, expected);
 }
 
+/// Snapshots of several e-shops held at their first page and let go together, so that
+/// their pages are read at once (one statement on PostgreSQL): each result holds its own
+/// e-shop's products, all of them, in catalogue order, and no other e-shop's.
+async fn snapshots_read_together_keep_to_their_eshop(backend: Backend) {
+    let t = TestApp::spawn_with(backend, |c| {
+        crate::common::set_workers(c, "snapshots", 12);
+        c.max_running_per_eshop = 4;
+    })
+    .await;
+    let tokens = [t.token.clone(), t.add_eshop(2), t.add_eshop(3)];
+    let mut codes: Vec<Vec<String>> = Vec::new();
+    for (n, token) in tokens.iter().enumerate() {
+        let mut own = Vec::new();
+        for i in 0..=n * 2 {
+            let code = format!("shop{n}-p{i}");
+            let body =
+                serde_json::json!({"data": {"code": code, "name": code, "visibility": "visible"}});
+            assert_eq!(t.post_as(token, "/api/products", body).await.status, 201);
+            own.push(code);
+        }
+        codes.push(own);
+    }
+    let hold = t.breakpoints().arm("snapshot:page");
+    let mut jobs = Vec::new();
+    for (n, token) in tokens.iter().enumerate() {
+        for _ in 0..4 {
+            jobs.push((n, t.submit_snapshot_as(token, "").await));
+        }
+    }
+    eventually(Duration::from_secs(30), "12 snapshots running", || async {
+        use diesel::prelude::*;
+        use jobline::db::schema::jobs;
+        let running: i64 = jobs::table
+            .filter(jobs::status.eq("running"))
+            .count()
+            .get_result(&mut t.db.connect())
+            .unwrap();
+        running == 12
+    })
+    .await;
+    hold.release();
+    for (n, id) in jobs {
+        let job = loop {
+            let a = t
+                .get_as(&tokens[n], &format!("/api/system/jobs/{id}?wait=10"))
+                .await;
+            if a.body["data"]["status"] != "running" {
+                break a.body["data"].clone();
+            }
+        };
+        assert_eq!(job["status"], "completed", "{job}");
+        let lines = gunzip_lines(
+            &t.send(t.client.get(job["resultUrl"].as_str().unwrap()))
+                .await
+                .bytes,
+        );
+        let got: Vec<&str> = lines.iter().map(|p| p["code"].as_str().unwrap()).collect();
+        assert_eq!(got, codes[n], "snapshot {id} of e-shop {}", n + 1);
+    }
+}
+
 async fn results_are_guarded(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     let job_id = t.submit_snapshot("").await;
@@ -408,6 +469,7 @@ async fn times_use_the_configured_zone(backend: Backend) {
 crate::on_both_backends!(
     snapshot_life_cycle,
     snapshot_reads_every_page_of_a_large_catalogue,
+    snapshots_read_together_keep_to_their_eshop,
     results_are_guarded,
     wait_answers_when_the_job_ends,
     wait_gives_up_after_n_seconds,
