@@ -125,9 +125,10 @@ struct Numbered {
 
 /// The next page (up to `limit` products) of each of many snapshots of whole catalogues,
 /// in the order of `starts`. PostgreSQL reads them all in one statement: the snapshots of
-/// small catalogues each paid a round trip for their one page, one read a job (29 % of
-/// `jobline bench`'s rate on PostgreSQL went to them; docs/benchmarks.md, twelfth session).
-/// SQLite reads in-process and reads page by page.
+/// small catalogues each paid a round trip for their one page, one read a job (20 000 of
+/// the 43 584 statements of `jobline bench`'s 20 000 jobs; read together, the bench ran
+/// 18 % faster: docs/benchmarks.md, twelfth session). SQLite reads in-process, page by
+/// page.
 pub fn whole_catalogue_pages(
     conn: &mut DbConnection,
     starts: &[PageStart],
