@@ -87,35 +87,58 @@ pub fn replace(conn: &mut DbConnection, image: &NewImage) -> StoreResult<()> {
     Ok(())
 }
 
-/// The images of these products of one e-shop, in ONE query, grouped by product in the
-/// order of `products` (each group by priority, then name).
+/// The images of these products, in ONE query, in the order of `products` (each
+/// product's by priority, then name).
 pub fn attach(
     conn: &mut DbConnection,
-    eshop_id: i64,
     products: Vec<Product>,
 ) -> StoreResult<Vec<ProductWithImages>> {
-    if products.is_empty() {
-        return Ok(Vec::new());
+    Ok(attach_pages(conn, vec![products])?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// [`attach`] for many pages at once (of one e-shop or of several, as the snapshots' page
+/// reader reads them), still in ONE query; a product on two pages gets its images on
+/// both. Each product's images are looked up in its own e-shop.
+pub fn attach_pages(
+    conn: &mut DbConnection,
+    pages: Vec<Vec<Product>>,
+) -> StoreResult<Vec<Vec<ProductWithImages>>> {
+    let mut shops: Vec<i64> = pages.iter().flatten().map(|p| p.eshop_id).collect();
+    shops.sort_unstable();
+    shops.dedup();
+    let mut by_product: HashMap<i64, HashMap<String, Vec<ImageMeta>>> = HashMap::new();
+    if !shops.is_empty() {
+        let guids: Vec<&str> = pages.iter().flatten().map(|p| p.guid.as_str()).collect();
+        let rows: Vec<(i64, ImageMeta)> = product_images::table
+            .filter(product_images::eshop_id.eq_any(&shops))
+            .filter(product_images::product_guid.eq_any(&guids))
+            .order((product_images::priority, product_images::name))
+            .select((product_images::eshop_id, ImageMeta::as_select()))
+            .load(conn)?;
+        for (eshop_id, row) in rows {
+            by_product
+                .entry(eshop_id)
+                .or_default()
+                .entry(row.product_guid.clone())
+                .or_default()
+                .push(row);
+        }
     }
-    let guids: Vec<&str> = products.iter().map(|p| p.guid.as_str()).collect();
-    let rows: Vec<ImageMeta> = product_images::table
-        .filter(product_images::eshop_id.eq(eshop_id))
-        .filter(product_images::product_guid.eq_any(&guids))
-        .order((product_images::priority, product_images::name))
-        .select(ImageMeta::as_select())
-        .load(conn)?;
-    let mut by_guid: HashMap<String, Vec<ImageMeta>> = HashMap::new();
-    for row in rows {
-        by_guid
-            .entry(row.product_guid.clone())
-            .or_default()
-            .push(row);
-    }
-    Ok(products
+    Ok(pages
         .into_iter()
-        .map(|product| ProductWithImages {
-            images: by_guid.remove(&product.guid).unwrap_or_default(),
-            product,
+        .map(|page| {
+            page.into_iter()
+                .map(|product| ProductWithImages {
+                    images: by_product
+                        .get(&product.eshop_id)
+                        .and_then(|of_shop| of_shop.get(&product.guid))
+                        .cloned()
+                        .unwrap_or_default(),
+                    product,
+                })
+                .collect()
         })
         .collect())
 }
@@ -133,4 +156,103 @@ pub fn data(
         .filter(product_images::name.eq(name))
         .select((product_images::content_type, product_images::data))
         .first(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::database::test_server;
+    use crate::db::{eshops, migrated_for_tests};
+
+    fn product(eshop_id: i64, guid: &str) -> Product {
+        Product {
+            guid: guid.into(),
+            eshop_id,
+            code: guid.into(),
+            name: guid.into(),
+            visibility: "visible".into(),
+            creation_time: 1,
+            change_time: 1,
+        }
+    }
+
+    fn image(eshop_id: i64, guid: &str, name: &str, priority: i32) -> NewImage {
+        NewImage {
+            product_guid: guid.into(),
+            eshop_id,
+            name: name.into(),
+            priority,
+            description: None,
+            content_type: "image/png".into(),
+            size: 1,
+            md5: "0".into(),
+            source_url: "http://example.test/i.png".into(),
+            created: 1,
+            data: vec![0],
+        }
+    }
+
+    fn names(page: &[ProductWithImages]) -> Vec<(String, Vec<String>)> {
+        page.iter()
+            .map(|p| {
+                let images = p.images.iter().map(|i| i.name.clone()).collect();
+                (p.product.guid.clone(), images)
+            })
+            .collect()
+    }
+
+    /// Pages of two e-shops in one query: each product gets its own images, by priority,
+    /// a product on two pages gets them on both, one without images none, an empty page
+    /// stays empty.
+    fn pages_get_their_images_in_one_query(server: Option<&str>) {
+        let (_db, conn) = &mut migrated_for_tests(server);
+        for e in [1, 2] {
+            eshops::create(conn, e, &format!("shop {e}")).unwrap();
+        }
+        for p in [product(1, "a"), product(1, "b"), product(2, "c")] {
+            products::insert(conn, &p).unwrap();
+        }
+        for i in [
+            image(1, "a", "second", 2),
+            image(1, "a", "first", 1),
+            image(2, "c", "only", 0),
+        ] {
+            replace(conn, &i).unwrap();
+        }
+        let pages = vec![
+            vec![product(1, "a"), product(1, "b")],
+            vec![],
+            vec![product(2, "c"), product(1, "a")],
+        ];
+        let got: Vec<_> = attach_pages(conn, pages)
+            .unwrap()
+            .iter()
+            .map(|p| names(p))
+            .collect();
+        let own = |guid: &str, images: &[&str]| {
+            (
+                guid.to_string(),
+                images.iter().map(|s| s.to_string()).collect(),
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                vec![own("a", &["first", "second"]), own("b", &[])],
+                vec![],
+                vec![own("c", &["only"]), own("a", &["first", "second"])],
+            ]
+        );
+        assert!(attach(conn, Vec::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sqlite_pages_get_their_images_in_one_query() {
+        pages_get_their_images_in_one_query(None);
+    }
+
+    #[test]
+    fn postgres_pages_get_their_images_in_one_query() {
+        pages_get_their_images_in_one_query(Some(&test_server()));
+    }
 }

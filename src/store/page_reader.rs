@@ -1,6 +1,7 @@
 //! Reads the pages of snapshots of whole catalogues (no filter), many at once: a thread
 //! takes every page asked for while it was reading, and reads them in one statement
-//! ([`products::whole_catalogue_pages`]) with their images, then answers each snapshot.
+//! ([`products::whole_catalogue_pages`]) and their images in one more
+//! ([`images::attach_pages`], only when a page has products), then answers each snapshot.
 //!
 //! Why: a snapshot of a small catalogue is one page, and reading it through the reader
 //! pool cost a round trip to PostgreSQL per job, the largest count of round trips a job
@@ -101,11 +102,7 @@ fn read_and_answer(pool: &DbPool, asks: Vec<Ask>, limit: i64) {
     let read = catch_unwind(AssertUnwindSafe(|| {
         with_pooled(pool, |conn| {
             let pages = products::whole_catalogue_pages(conn, &starts, limit)?;
-            pages
-                .into_iter()
-                .zip(&starts)
-                .map(|(page, s)| images::attach(conn, s.eshop_id, page))
-                .collect::<StoreResult<Vec<_>>>()
+            images::attach_pages(conn, pages)
         })
     }))
     .unwrap_or_else(|_| {

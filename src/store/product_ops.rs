@@ -30,7 +30,7 @@ impl ReadOp for GetProduct {
     type Output = ProductWithImages;
     fn run(&self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
         let p = products::get(conn, self.eshop_id, &self.guid)?;
-        one(images::attach(conn, self.eshop_id, vec![p])?)
+        one(images::attach(conn, vec![p])?)
     }
 }
 
@@ -48,7 +48,7 @@ impl WriteOp for UpdateProduct {
     type Output = ProductWithImages;
     fn apply(&self, conn: &mut DbConnection) -> StoreResult<ProductWithImages> {
         let p = products::update(conn, self.eshop_id, &self.guid, &self.change)?;
-        one(images::attach(conn, self.eshop_id, vec![p])?)
+        one(images::attach(conn, vec![p])?)
     }
 }
 
@@ -81,7 +81,7 @@ impl ReadOp for ListProducts {
     type Output = (Vec<ProductWithImages>, i64);
     fn run(&self, conn: &mut DbConnection) -> StoreResult<Self::Output> {
         let (items, total) = products::list(conn, self.eshop_id, self.offset, self.limit)?;
-        Ok((images::attach(conn, self.eshop_id, items)?, total))
+        Ok((images::attach(conn, items)?, total))
     }
 }
 
@@ -108,7 +108,7 @@ impl ReadOp for ProductsPage {
             self.after.clone(),
             self.limit,
         )?;
-        images::attach(conn, self.eshop_id, page)
+        images::attach(conn, page)
     }
 }
 

@@ -415,7 +415,6 @@ async fn same_name_replaces_and_delete_removes(backend: Backend) {
     let mut conn = t.db.connect();
     let left = jobline::db::images::attach(
         &mut conn,
-        1,
         vec![jobline::db::products::Product {
             guid: guid.to_string(),
             eshop_id: 1,
