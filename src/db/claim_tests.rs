@@ -254,3 +254,67 @@ fn postgres_claim_skips_a_job_a_kill_holds() {
     assert_eq!(get(conn, 1, &held.id, 0).unwrap().status, "killed");
     assert_eq!(get(conn, 1, &next.id, 0).unwrap().status, "pending");
 }
+
+/// Two nodes' writer transactions that claim the two queues in opposite orders, each
+/// holding its first claim's lock until its commit (as a batch does that claims for
+/// freed snapshot workers and, by the poll, for idle image workers): the second claims
+/// wait for each other unless both queues share one lock. Seen in `jobline bench --nodes
+/// 3`: PostgreSQL broke each such cycle after `deadlock_timeout` (1 s) by failing a
+/// batch, and the batch's ends and claims with it.
+#[test]
+fn postgres_claims_of_two_queues_in_opposite_orders_do_not_deadlock() {
+    use diesel::Connection;
+    let (db, conn) = &mut migrated_for_tests(Some(&test_server()));
+    let now = time::now();
+    for queue in ["snapshots", "images", "snapshots", "images"] {
+        insert(conn, &pending_for_tests(queue), None, time::SECOND).unwrap();
+    }
+    let lease = now + time::SECOND;
+    let connect = || Backend::from_url(&db.url).unwrap().establish().unwrap();
+    let mut watcher = connect();
+    let mut other = connect();
+    let claimed = conn
+        .transaction::<_, StoreError, _>(|c| {
+            let mut claimed = claim(c, "images", "a", 1, 4, lease, now)?;
+            let other_node = std::thread::spawn(move || {
+                other.transaction::<_, StoreError, _>(|o| {
+                    let mut claimed = claim(o, "snapshots", "b", 1, 4, lease, now)?;
+                    claimed.extend(claim(o, "images", "b", 1, 4, lease, now)?);
+                    Ok(claimed)
+                })
+            });
+            // Until the other transaction waits for a claim's lock (its first claim's
+            // with one lock, its second's with one lock per queue).
+            let started = std::time::Instant::now();
+            loop {
+                #[derive(QueryableByName)]
+                struct Waiting {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    n: i64,
+                }
+                let waiting: Waiting = diesel::sql_query(
+                    "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event = 'advisory'",
+                )
+                .get_result(&mut watcher)?;
+                if waiting.n > 0 {
+                    break;
+                }
+                assert!(
+                    started.elapsed().as_secs() < 10,
+                    "the other claim never waited"
+                );
+                std::thread::yield_now();
+            }
+            claimed.extend(claim(c, "snapshots", "a", 1, 4, lease, now)?);
+            Ok((claimed, other_node))
+        })
+        .map(|(mine, other_node)| (mine, other_node.join().unwrap()))
+        .expect("this node's claims");
+    let (mine, theirs) = claimed;
+    let theirs = theirs.expect("the other node's claims");
+    assert_eq!((mine.len(), theirs.len()), (2, 2), "{mine:?} {theirs:?}");
+    let jobs_claimed: std::collections::HashSet<_> =
+        mine.iter().chain(&theirs).map(|c| &c.id).collect();
+    assert_eq!(jobs_claimed.len(), 4);
+}

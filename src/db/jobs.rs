@@ -404,6 +404,10 @@ pub struct ClaimedJob {
     pub attempt: i32,
 }
 
+/// The PostgreSQL advisory lock that serialises claims across nodes (`claim`); a constant
+/// of its own, beside the maintenance lock's.
+const CLAIM_LOCK: i64 = 7308339535425250819;
+
 /// Claims up to `limit` pending jobs of `queue`, oldest first, while no e-shop gets more
 /// than `max_per_eshop` running jobs in the queue; one statement for the whole batch.
 pub fn claim(
@@ -559,18 +563,22 @@ pub fn claim(
     let mut claimed: Vec<ClaimedJob> = match conn {
         DbConnection::Sqlite(c) => prepared!(&SQLITE, &params).load(c)?,
         DbConnection::Pg(c) => {
-            // Claims of one queue are serialised across nodes for the length of this
-            // transaction, so the per-e-shop cap holds cluster-wide. The claim is planned
-            // on indexes alone (see `PG_CLAIM`), by settings local to the writer's
-            // transaction (the writer always runs one); the rest of the transaction goes
-            // back to the usual planning.
+            // Claims are serialised across nodes for the length of this transaction, so
+            // the per-e-shop cap holds cluster-wide. One lock for every queue: a batch may
+            // claim for several queues (ends of one, the poll of another), in any order,
+            // and holds each lock until its commit; with a lock per queue, two nodes that
+            // took them in opposite orders waited for each other until PostgreSQL failed
+            // one batch after `deadlock_timeout` (seen on three nodes, 1 s per cycle).
+            // The claim is planned on indexes alone (see `PG_CLAIM`), by settings local to
+            // the writer's transaction (the writer always runs one); the rest of the
+            // transaction goes back to the usual planning.
             static LOCK: LazyLock<String> = LazyLock::new(|| {
                 format!(
-                    "SELECT pg_advisory_xact_lock(hashtext('jobline-claim-' || ?1)), {}",
+                    "SELECT pg_advisory_xact_lock({CLAIM_LOCK}), {}",
                     *OFF_FOR_THE_TRANSACTION
                 )
             });
-            prepared!(&LOCK, &params[..1]).execute(c)?;
+            prepared!(&LOCK, &[]).execute(c)?;
             let claimed = prepared!(PG_CLAIM, &params).load(c)?;
             usual_plans(c)?;
             claimed
