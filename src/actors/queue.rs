@@ -123,33 +123,45 @@ impl Queue {
             lease: time::micros(self.shared.config.lease),
         };
         let store = self.shared.store.clone();
-        async move { store.write(op).await }
-            .into_actor(self)
-            .map(move |claimed, act, ctx| {
-                act.claiming = false;
-                match claimed {
-                    Ok(jobs) => {
-                        act.shortage.claimed(jobs.len(), limit);
-                        let full = jobs.len() == limit;
-                        for job in jobs {
-                            act.dispatch(job);
-                        }
-                        if full || act.wake_again {
-                            act.claim(ctx);
-                        }
+        let breakpoints = self.shared.breakpoints.clone();
+        async move {
+            let claimed = store.write(op).await;
+            if claimed.as_ref().is_ok_and(|jobs| !jobs.is_empty()) {
+                // Where a test holds a claim's answer while the pool changes.
+                breakpoints.pass("queue:claimed").await;
+            }
+            claimed
+        }
+        .into_actor(self)
+        .map(move |claimed, act, ctx| {
+            act.claiming = false;
+            match claimed {
+                Ok(jobs) => {
+                    act.shortage.claimed(jobs.len(), limit);
+                    let full = jobs.len() == limit;
+                    for job in jobs {
+                        act.dispatch(job);
                     }
-                    Err(e) => log::error!("claiming jobs of queue {} failed: {e}", act.name),
+                    if full || act.wake_again {
+                        act.claim(ctx);
+                    }
                 }
-                act.check_drained();
-            })
-            .spawn(ctx);
+                Err(e) => log::error!("claiming jobs of queue {} failed: {e}", act.name),
+            }
+            act.check_drained();
+        })
+        .spawn(ctx);
     }
 
+    /// Hands a claimed job to an idle worker. A claim asks for as many jobs as there were
+    /// idle workers when it was sent; if some of them left the pool (idle timeout) before
+    /// it answered, a worker is started again for the job: the pool is then no larger than
+    /// when the claim was sent.
     fn dispatch(&mut self, job: ClaimedJob) {
-        let worker = self
-            .pool
-            .take_idle()
-            .expect("claimed no more than idle workers");
+        let worker = self.pool.take_idle().unwrap_or_else(|| {
+            self.pool.grow(1);
+            self.pool.take_idle().expect("a worker just started")
+        });
         self.running.insert(job.id.clone(), (job.attempt, worker));
         if let Some(w) = self.pool.worker(worker) {
             w.do_send(super::worker::RunJob(job));

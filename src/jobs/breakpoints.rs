@@ -1,6 +1,7 @@
 //! Named points inside job kinds where a test can hold a running job (to kill it, let its
-//! lease run out, or shut down while it runs) and release it later: crash and race cases
-//! become deterministic, without sleeps. Nothing is armed in production, where passing a
+//! lease run out, or shut down while it runs), and in the engine where it can hold a step
+//! (`queue:claimed`: a queue's claim answered, its jobs not yet handed out), and release
+//! them later: crash and race cases become deterministic, without sleeps. Nothing is armed in production, where passing a
 //! point costs one uncontended lock.
 
 use std::collections::HashMap;
@@ -46,7 +47,8 @@ impl Breakpoints {
         point
     }
 
-    /// Called by job kinds at a named point: holds the job while the point is armed.
+    /// Called at a named point: holds the job (or the engine's step) while the point is
+    /// armed.
     pub async fn pass(&self, name: &str) {
         let point = self
             .armed

@@ -257,6 +257,32 @@ async fn a_shrink_never_drops_or_duplicates_a_running_job(backend: Backend) {
     .await;
 }
 
+/// A claim asks for as many jobs as the pool has idle workers; the idle workers may leave
+/// (idle timeout) before it answers. Its jobs still run at once, each once: before, the
+/// queue actor panicked handing out a job with no idle worker left, and that job sat
+/// `running` until its lease ran out (a 30.6 s job in a `jobline bench --rate` run).
+async fn a_claim_answered_after_its_idle_workers_left_still_runs_its_jobs(backend: Backend) {
+    let t = TestApp::spawn_with(backend, |c| {
+        c.max_running_per_eshop = 10;
+        scaling(c, 0, 1, Duration::from_secs(2));
+    })
+    .await;
+    let first = t.submit_snapshot("").await;
+    assert_eq!(t.wait_finished(&first).await["status"], "completed");
+    // The next claim gets the new job and is held before it hands it out, while the idle
+    // worker's time runs out and it leaves.
+    let claimed = t.breakpoints().arm("queue:claimed");
+    let second = t.submit_snapshot("").await;
+    claimed.reached().await;
+    until_pool(&t, "snapshots", "the idle worker left meanwhile", |p| {
+        p.size == 0.0
+    })
+    .await;
+    claimed.release();
+    assert_eq!(t.wait_finished(&second).await["status"], "completed");
+    ran_once(&t, &second).await;
+}
+
 async fn shutdown_reaches_every_worker_of_a_grown_pool(backend: Backend) {
     let t = TestApp::spawn_with(backend, |c| {
         c.max_running_per_eshop = 10;
@@ -343,6 +369,7 @@ crate::on_both_backends!(
     a_job_seen_waiting_grows_the_pool_without_a_backlog_query,
     a_pinned_pool_never_changes,
     a_shrink_never_drops_or_duplicates_a_running_job,
+    a_claim_answered_after_its_idle_workers_left_still_runs_its_jobs,
     shutdown_reaches_every_worker_of_a_grown_pool,
     bad_bounds_stop_the_start,
 );
