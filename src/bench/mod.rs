@@ -184,13 +184,16 @@ fn submit_only_report(
     }
     let outcome = db.outcome()?;
     let usage: Vec<nodes::Usage> = servers.iter().map(ServeNode::usage).collect();
-    for server in servers {
-        server.stop();
-    }
+    let bad_exits = servers
+        .into_iter()
+        .map(ServeNode::stop)
+        .filter(|clean| !clean)
+        .count();
     let accepted = submitted.accepted.len();
     let errors = Errors {
         non_202: submitted.rejected,
         jobs_not_completed: accepted.saturating_sub(outcome.jobs as usize),
+        bad_exits,
         ..Errors::default()
     };
     let latencies = submitted
@@ -268,9 +271,11 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         outcome = db.outcome()?;
     }
     let usage: Vec<nodes::Usage> = servers.iter().map(ServeNode::usage).collect();
-    for server in servers {
-        server.stop();
-    }
+    let bad_exits = servers
+        .into_iter()
+        .map(ServeNode::stop)
+        .filter(|clean| !clean)
+        .count();
     let received = receiver.finish().await;
 
     let mut latencies = Vec::with_capacity(submitted.accepted.len());
@@ -293,6 +298,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         duplicate_webhooks: received.duplicates + outcome.retried_notifications as usize,
         jobs_not_completed: (outcome.jobs - outcome.completed).max(0) as usize
             + accepted.saturating_sub(outcome.jobs as usize),
+        bad_exits,
     };
     let per_second = |n: usize, until: Instant| {
         let secs = until.duration_since(submitted.first).as_secs_f64();

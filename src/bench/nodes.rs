@@ -86,21 +86,24 @@ impl ServeNode {
         }
     }
 
-    /// SIGTERM, then waits for the exit (SIGKILL after [`PATIENCE`]).
-    pub(crate) fn stop(mut self) {
+    /// SIGTERM, then waits for the exit (SIGKILL after [`PATIENCE`]); answers whether the
+    /// process exited with status 0, as a node that stops in order does.
+    pub(crate) fn stop(mut self) -> bool {
         // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
-            if !self.alive() {
-                return;
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => return false,
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        false
     }
 }
 

@@ -45,6 +45,8 @@ pub(crate) struct Errors {
     /// Accepted jobs not `completed` at the end (or webhooks for jobs never accepted);
     /// with `--submit-only`, accepted jobs missing from the database.
     pub(crate) jobs_not_completed: usize,
+    /// Servers that did not exit with status 0 after SIGTERM (a crash as they stopped).
+    pub(crate) bad_exits: usize,
 }
 
 impl Errors {
@@ -55,6 +57,7 @@ impl Errors {
             + self.missing_webhooks
             + self.duplicate_webhooks
             + self.jobs_not_completed
+            + self.bad_exits
     }
 }
 
