@@ -11,7 +11,7 @@ use super::pool::rule::{Change, Observation, SCALE_INTERVAL};
 use super::pool::shortage::Shortage;
 use super::pool::workers::Pool;
 use super::pool::QueueSettings;
-use super::worker::{AbandonJob, HandBack, Worker, WorkerDone};
+use super::worker::{Abandon, AbandonJob, HandBack, Worker, WorkerDone};
 use super::Shared;
 use crate::db::backlog::Backlog;
 use crate::db::jobs::ClaimedJob;
@@ -305,8 +305,7 @@ impl Queue {
                         .map(|(id, _)| id)
                         .collect();
                     for id in lost {
-                        log::warn!("job {id} is no longer held by this node; stopping it");
-                        act.abandon(&id);
+                        act.abandon(&id, Abandon::NotHeld);
                     }
                 }
                 Err(e) => log::error!("renewing leases of queue {} failed: {e}", act.name),
@@ -314,9 +313,12 @@ impl Queue {
             .spawn(ctx);
     }
 
-    fn abandon(&mut self, id: &str) {
+    fn abandon(&mut self, id: &str, why: Abandon) {
         if let Some(w) = self.running.get(id).and_then(|(_, i)| self.pool.worker(*i)) {
-            w.do_send(AbandonJob { id: id.to_string() });
+            w.do_send(AbandonJob {
+                id: id.to_string(),
+                why,
+            });
         }
     }
 
@@ -362,7 +364,7 @@ impl Handler<Wake> for Queue {
 impl Handler<StopJob> for Queue {
     type Result = ();
     fn handle(&mut self, msg: StopJob, _: &mut Context<Self>) {
-        self.abandon(&msg.id);
+        self.abandon(&msg.id, Abandon::Killed);
     }
 }
 

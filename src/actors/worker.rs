@@ -28,6 +28,19 @@ pub struct AbandonJob {
     /// The job to drop: by the time this arrives the worker may already run another one
     /// (claimed with the end of the last), which must not be touched.
     pub id: String,
+    /// Why, for the log line written when the job is in fact dropped.
+    pub why: Abandon,
+}
+
+/// Why a worker is told to drop its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandon {
+    /// The job was killed.
+    Killed,
+    /// The lease renewal found the attempt no longer held by this node (taken over after
+    /// its lease ran out). A job whose end is being recorded is not held any more either,
+    /// and is not dropped: the warning is only written for a job that was still running.
+    NotHeld,
 }
 
 /// Stops the current job and hands it back to `pending` without spending the attempt.
@@ -299,6 +312,12 @@ impl Handler<AbandonJob> for Worker {
     fn handle(&mut self, msg: AbandonJob, ctx: &mut Context<Self>) {
         let current = self.current.as_ref();
         if let Some(cur) = current.filter(|c| !c.finishing && c.job.id == msg.id) {
+            match msg.why {
+                Abandon::Killed => log::info!("job {} was killed; stopped it", msg.id),
+                Abandon::NotHeld => {
+                    log::warn!("job {} is no longer held by this node; stopped it", msg.id)
+                }
+            }
             ctx.cancel_future(cur.handle);
             self.free(None);
         }
