@@ -1,8 +1,8 @@
 //! Named points inside job kinds where a test can hold a running job (to kill it, let its
 //! lease run out, or shut down while it runs), and in the engine where it can hold a step
 //! (`queue:claimed`: a queue's claim answered, its jobs not yet handed out), and release
-//! them later: crash and race cases become deterministic, without sleeps. Nothing is armed in production, where passing a
-//! point costs one uncontended lock.
+//! them later: crash and race cases become deterministic, without sleeps. Nothing is armed
+//! in production, where passing a point costs one uncontended lock.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
