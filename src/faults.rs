@@ -41,6 +41,12 @@ impl FailurePoints {
         self.armed.fetch_or(point.bit(), Ordering::SeqCst);
     }
 
+    /// Whether `point` is armed, without firing it: a path that cannot pass the point
+    /// the usual way leaves an armed one to the path that does.
+    pub fn armed(&self, point: FailurePoint) -> bool {
+        self.armed.load(Ordering::SeqCst) & point.bit() != 0
+    }
+
     /// Whether `point` fires now; an armed point disarms as it fires.
     pub fn fires(&self, point: FailurePoint) -> bool {
         let bit = point.bit();

@@ -6,6 +6,7 @@
 use super::notifications::{self, BornClaim, Written};
 use super::prepared::{prepared, usual_plans, Param, OFF_FOR_THE_TRANSACTION};
 use super::schema::{idempotency_keys, job_result_chunks, jobs};
+use super::signals::{self, Signal};
 use super::{literal, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{time, JobStatus, Micros, Zone};
@@ -179,6 +180,42 @@ pub fn insert_all(conn: &mut DbConnection, batch: &[&Job]) -> StoreResult<()> {
         insert_row(conn, job)?;
     }
     Ok(())
+}
+
+/// Inserts jobs that carry no idempotency key and sends `signals` in one statement that
+/// commits by itself, outside any transaction (PostgreSQL only; `None` on SQLite, where
+/// nothing was written). A batch of submits is then one round trip instead of four (the
+/// `BEGIN`, the insert, the `NOTIFY` and the `COMMIT`): the `NOTIFY` is the statement's
+/// main query and the insert its data-modifying `WITH`, which PostgreSQL runs to the end
+/// whatever the main query reads. Both commit together or not at all; an error leaves
+/// nothing written.
+pub fn insert_all_signalling(
+    conn: &mut DbConnection,
+    batch: &[&Job],
+    signals: &[Signal],
+) -> Option<StoreResult<()>> {
+    static INSERT_ALL_SIGNALLING: LazyLock<String> = LazyLock::new(|| {
+        let notify = signals::notify_select(2);
+        format!("WITH inserted AS ({PG_INSERT_ALL}) {notify}")
+    });
+    let DbConnection::Pg(c) = conn else {
+        return None;
+    };
+    let inserted = serde_json::to_string(batch)
+        .map_err(|e| StoreError::Database(e.to_string()))
+        .and_then(|rows| {
+            prepared!(
+                INSERT_ALL_SIGNALLING.as_str(),
+                &[
+                    Param::Text(&rows),
+                    Param::Text(signals::CHANNEL),
+                    Param::Text(&signals::payloads(signals)),
+                ],
+            )
+            .execute(c)
+            .map_err(raced)
+        });
+    Some(inserted.map(|_| ()))
 }
 
 /// PostgreSQL's insert of a batch of jobs: one row per element of the JSON array ?1.

@@ -7,6 +7,7 @@
 use super::prepared::{prepared, Param};
 use super::DbConnection;
 use diesel::prelude::*;
+use std::sync::LazyLock;
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "jobline";
@@ -48,16 +49,31 @@ impl Signal {
 /// Sends `signals` to every node in one statement, delivered when the current transaction
 /// commits (PostgreSQL; nothing on SQLite or when there is nothing to send).
 pub fn notify(conn: &mut DbConnection, signals: &[Signal]) -> QueryResult<()> {
+    static NOTIFY: LazyLock<String> = LazyLock::new(|| notify_select(1));
     if let (DbConnection::Pg(c), false) = (conn, signals.is_empty()) {
-        // Payloads never hold a newline: queue names and job ids.
-        let payloads: Vec<String> = signals.iter().map(Signal::encode).collect();
         prepared!(
-            "SELECT pg_notify(?1, p) FROM unnest(string_to_array(?2, E'\\n')) AS p",
-            &[Param::Text(CHANNEL), Param::Text(&payloads.join("\n"))],
+            NOTIFY.as_str(),
+            &[Param::Text(CHANNEL), Param::Text(&payloads(signals))],
         )
         .execute(c)?;
     }
     Ok(())
+}
+
+/// The `SELECT` that sends signals on PostgreSQL, its channel the parameter `?first` and
+/// the payloads ([`payloads`]) the next one: alone in [`notify`], or as the main query of
+/// a statement whose data-modifying `WITH` writes what the signals announce (a batch
+/// written in one statement that commits by itself).
+pub(crate) fn notify_select(first: usize) -> String {
+    let next = first + 1;
+    format!("SELECT pg_notify(?{first}, p) FROM unnest(string_to_array(?{next}, E'\\n')) AS p")
+}
+
+/// The payloads of `signals`, one a line, as [`notify_select`] reads them. None of them
+/// holds a newline: queue names and job ids.
+pub(crate) fn payloads(signals: &[Signal]) -> String {
+    let payloads: Vec<String> = signals.iter().map(Signal::encode).collect();
+    payloads.join("\n")
 }
 
 #[cfg(test)]

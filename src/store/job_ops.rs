@@ -6,6 +6,7 @@ use crate::db::deliveries::{self, ClaimedDelivery};
 use crate::db::ends;
 use crate::db::jobs::{self, ClaimedJob, End, Job, JobFilter, Outcome};
 use crate::db::notifications::JOB_FINISHED;
+use crate::db::signals::Signal;
 use crate::db::{notifications, results, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::FailurePoint;
@@ -72,6 +73,30 @@ impl WriteOp for SubmitJob {
                 Some(_) => op.apply(conn),
             })
             .collect()
+    }
+    /// A run without idempotency keys (the usual batch of submits) is one statement that
+    /// inserts the jobs and wakes the queues of other nodes, committed by itself
+    /// ([`jobs::insert_all_signalling`]; PostgreSQL). A key needs its own look-up first.
+    fn apply_all_alone(
+        ops: &[&Self],
+        conn: &mut DbConnection,
+        signals: &dyn Fn(&[Submitted]) -> Vec<Signal>,
+    ) -> Option<StoreResult<Vec<Submitted>>> {
+        let keyed = ops.iter().any(|op| op.idempotency_key.is_some());
+        if keyed || !matches!(conn, DbConnection::Pg(_)) {
+            return None;
+        }
+        let submitted: Vec<Submitted> = ops
+            .iter()
+            .map(|op| Submitted {
+                job_id: op.job.id.clone(),
+                queue: op.job.queue.clone(),
+                created: true,
+            })
+            .collect();
+        let batch: Vec<&Job> = ops.iter().map(|op| &op.job).collect();
+        let written = jobs::insert_all_signalling(conn, &batch, &signals(&submitted))?;
+        Some(written.map(|()| submitted))
     }
     fn effects(&self, submitted: &Submitted, effects: &mut Effects) {
         if submitted.created {

@@ -28,6 +28,15 @@
 //! once the batch has committed ([`Publish`]). An op rolled back to its savepoint, or a
 //! batch rolled back, publishes nothing.
 //!
+//! A batch that is one run of ops which can write themselves in a single statement
+//! ([`WriteOp::apply_all_alone`]: on PostgreSQL, a batch of submits without idempotency
+//! keys) is written so, its signals to other nodes in the same statement, outside a
+//! transaction: PostgreSQL commits the statement by itself, so the batch costs one round
+//! trip instead of four (`BEGIN`, the insert, the `NOTIFY`, `COMMIT`). With two nodes
+//! that is a third of the server's round trips to the database (docs/benchmarks.md,
+//! fourteenth session). Should the statement fail, nothing of it was written and the
+//! batch runs the usual way, which finds the op at fault.
+//!
 //! Two guards keep the writer serving: a write op that panics is caught and counts as its
 //! own failure (above); a batch that fails on a lost connection answers every sender
 //! `Unavailable` (the HTTP layer's 503) and the [`Link`] reconnects with backoff.
@@ -42,7 +51,8 @@
 
 use super::effects::{Effects, Publish};
 use super::link::Link;
-use crate::db::{signals, Backend, DbConnection};
+use crate::db::signals::{self, Signal};
+use crate::db::{Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::{FailurePoint, FailurePoints};
 use diesel::Connection;
@@ -73,6 +83,21 @@ pub trait WriteOp: Send + 'static {
         Self: Sized,
     {
         ops.iter().map(|op| op.apply(conn)).collect()
+    }
+    /// Writes a run of ops of this type that is its whole batch in one statement that also
+    /// sends the batch's signals to other nodes (`signals` gives them from the run's
+    /// answers) and commits by itself (module doc). Answers `None`, having written
+    /// nothing, when the run cannot be written so: the default, since most runs need the
+    /// batch's transaction. An error, too, leaves nothing written.
+    fn apply_all_alone(
+        _ops: &[&Self],
+        _conn: &mut DbConnection,
+        _signals: &dyn Fn(&[Self::Output]) -> Vec<Signal>,
+    ) -> Option<StoreResult<Vec<Self::Output>>>
+    where
+        Self: Sized,
+    {
+        None
     }
     /// Reports what the applied change means to others (jobs queued, killed or ended,
     /// notifications due); the writer publishes it once the batch commits. Most ops
@@ -121,6 +146,17 @@ trait Pending: Send + Any {
         conn: &mut DbConnection,
         faults: &FailurePoints,
     ) -> (usize, bool);
+    /// Writes this write and the rest of its batch, all of its type, by
+    /// [`WriteOp::apply_all_alone`], and keeps their outcomes once it succeeds. `None`
+    /// when they cannot be written so (another type in the batch, an armed failure point
+    /// left to the usual path, or the op's own choice); an error keeps no outcome. Either
+    /// way nothing was written.
+    fn run_alone(
+        &mut self,
+        rest: &mut [Box<dyn Pending>],
+        conn: &mut DbConnection,
+        faults: &FailurePoints,
+    ) -> Option<StoreResult<()>>;
     /// For [`Pending::run_all`]: the queued write as its own type.
     fn as_any(&mut self) -> &mut dyn Any;
     /// Adds the effects of the write if its last run succeeded.
@@ -213,6 +249,52 @@ impl<M: WriteOp> Pending for Queued<M> {
             }
             _ => (same + 1, false),
         }
+    }
+
+    fn run_alone(
+        &mut self,
+        rest: &mut [Box<dyn Pending>],
+        conn: &mut DbConnection,
+        faults: &FailurePoints,
+    ) -> Option<StoreResult<()>> {
+        let whole_run = rest.iter().all(|p| (**p).type_id() == TypeId::of::<Self>());
+        if !whole_run || M::FAILURE_POINT.is_some_and(|point| faults.armed(point)) {
+            return None;
+        }
+        let mut run: Vec<&mut Queued<M>> = Vec::with_capacity(rest.len() + 1);
+        run.push(self);
+        for p in rest.iter_mut() {
+            run.push(p.as_any().downcast_mut().expect("checked type"));
+        }
+        let ops: Vec<&M> = run.iter().map(|q| &q.op).collect();
+        let signals = |outputs: &[M::Output]| {
+            let mut effects = Effects::default();
+            for (op, output) in ops.iter().zip(outputs) {
+                op.effects(output, &mut effects);
+            }
+            effects.dedup();
+            effects.signals()
+        };
+        let written = catch_unwind(AssertUnwindSafe(|| {
+            M::apply_all_alone(&ops, conn, &signals)
+        }))
+        .unwrap_or_else(|_| {
+            let op = std::any::type_name::<M>();
+            log::error!("write ops {op} panicked as one statement; run again the usual way");
+            Some(Err(StoreError::Database(format!("write op {op} panicked"))))
+        })?;
+        Some(match written {
+            Ok(outputs) if outputs.len() == run.len() => {
+                for (q, output) in run.into_iter().zip(outputs) {
+                    q.outcome = Some(Ok(output));
+                }
+                Ok(())
+            }
+            Ok(_) => Err(StoreError::Database(
+                "a run answered the wrong count".into(),
+            )),
+            Err(e) => Err(e),
+        })
     }
 
     fn as_any(&mut self) -> &mut dyn Any {
@@ -364,6 +446,9 @@ fn commit_batch(
     batch: &mut [Box<dyn Pending>],
     faults: &FailurePoints,
 ) -> StoreResult<Effects> {
+    if let Some(effects) = commit_alone(conn, batch, faults) {
+        return Ok(effects);
+    }
     let mut op_failed = false;
     let mut outcome = run_batch(conn, batch, false, faults, &mut op_failed);
     if op_failed && batch.len() > 1 {
@@ -376,6 +461,30 @@ fn commit_batch(
         }
         StoreError::from(e)
     })
+}
+
+/// Writes a batch that is one run of ops in one statement that commits by itself (module
+/// doc); answers its effects, already sent to other nodes, or `None` when the batch could
+/// not be written so or failed (then nothing of it was written).
+fn commit_alone(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Pending>],
+    faults: &FailurePoints,
+) -> Option<Effects> {
+    let (first, rest) = batch.split_first_mut()?;
+    if let Err(e) = first.run_alone(rest, conn, faults)? {
+        log::debug!(
+            "a batch of {} written alone failed ({e}); run the usual way",
+            batch.len()
+        );
+        return None;
+    }
+    let mut effects = Effects::default();
+    for pending in batch.iter() {
+        pending.effects(&mut effects);
+    }
+    effects.dedup();
+    Some(effects)
 }
 
 /// One run of a batch. Without savepoints, the first op that fails rolls the batch back

@@ -1,4 +1,5 @@
-//! The writer's guards, on the real write loop and a real SQLite file: a batch runs once
+//! The writer's guards, on the real write loop and a real SQLite file (PostgreSQL where
+//! the backends differ): a batch runs once
 //! with no savepoint unless an op fails, then again with one per op; a panicking op
 //! fails alone and the rest of its batch commits; a lost connection answers the batch
 //! `Unavailable` and the next batch runs on a new connection; what a batch changed is
@@ -81,13 +82,19 @@ struct Harness {
     backend: Backend,
     faults: Arc<FailurePoints>,
     published: Arc<Recorder>,
-    _dir: tempfile::TempDir,
+    _db: crate::bench::database::BenchDatabase,
 }
 
 impl Harness {
+    /// On a fresh SQLite file.
     fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = Backend::Sqlite(dir.path().join("w.db").display().to_string());
+        Harness::on(None)
+    }
+
+    /// On a fresh SQLite file (`server` None) or a fresh PostgreSQL database.
+    fn on(server: Option<String>) -> Harness {
+        let db = crate::bench::database::BenchDatabase::create(server.as_deref()).unwrap();
+        let backend = Backend::from_url(&db.url).unwrap();
         let mut conn = backend.establish().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         conn.batch_execute("CREATE TABLE t (n BIGINT NOT NULL)")
@@ -104,7 +111,7 @@ impl Harness {
             backend,
             faults,
             published,
-            _dir: dir,
+            _db: db,
         }
     }
 
@@ -346,6 +353,78 @@ fn a_batch_of_submits_answers_one_job_per_idempotency_key() {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(count, 1 + 4 + 1);
+}
+
+/// On PostgreSQL a batch of submits without idempotency keys is one statement that
+/// commits by itself and wakes the other nodes from inside it: each batch's jobs are
+/// committed when their answers come, a listener hears one `wake:snapshots` per batch,
+/// and a job id taken in such a batch fails its own op alone (the batch runs again the
+/// usual way and the rest commit, signalled once). An armed failure point is left to the
+/// usual path, where the panicking op fails alone.
+#[test]
+fn postgres_a_batch_of_submits_without_keys_is_written_and_signalled_alone() {
+    use super::super::{SubmitJob, Submitted};
+    use crate::db::schema::jobs;
+    use diesel::QueryDsl;
+    let h = Harness::on(Some(crate::bench::database::test_server()));
+    let DbConnection::Pg(mut listener) = h.backend.establish().unwrap() else {
+        unreachable!("a PostgreSQL harness")
+    };
+    listener.batch_execute("LISTEN jobline").unwrap();
+    let mut heard = || -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // A statement reads what arrived; signals come only with a commit.
+            listener.batch_execute("SELECT 1").unwrap();
+            let got: Vec<String> = listener
+                .notifications_iter()
+                .map(|n| n.unwrap().payload)
+                .collect();
+            if !got.is_empty() || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::yield_now();
+        }
+    };
+    let submit = || SubmitJob {
+        job: pending_job(),
+        idempotency_key: None,
+    };
+    let run = |ops: Vec<SubmitJob>| -> Vec<StoreResult<Submitted>> {
+        let (queued, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(queue).unzip();
+        h.gated(queued, None);
+        answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect()
+    };
+    let count = || -> i64 {
+        let mut conn = h.backend.establish().unwrap();
+        jobs::table.count().get_result(&mut conn).unwrap()
+    };
+    let ops = vec![submit(), submit(), submit()];
+    let ids: Vec<String> = ops.iter().map(|op| op.job.id.clone()).collect();
+    let answers = run(ops);
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|a| a.created)));
+    assert_eq!(count(), 3, "committed before the answers");
+    assert_eq!(heard(), ["wake:snapshots"], "one signal for the batch");
+    let mut taken = submit();
+    taken.job.id = ids[1].clone();
+    let answers = run(vec![submit(), taken, submit()]);
+    assert!(answers[0].is_ok() && answers[2].is_ok());
+    assert_eq!(
+        answers[1].as_ref().unwrap_err(),
+        &StoreError::Conflict("job-insert-raced")
+    );
+    assert_eq!(count(), 5);
+    assert_eq!(heard(), ["wake:snapshots"]);
+    let (q1, a1) = queue(submit());
+    let (q2, a2) = queue(submit());
+    h.gated(vec![q1, q2], Some(FailurePoint::SubmitWritePanics));
+    let (a1, a2) = (a1.blocking_recv().unwrap(), a2.blocking_recv().unwrap());
+    assert!(a1.is_err() && a2.is_ok(), "the first op panicked alone");
+    assert_eq!(count(), 6);
+    assert_eq!(heard(), ["wake:snapshots"]);
 }
 
 /// A pending snapshot job of e-shop 1.
