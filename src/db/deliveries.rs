@@ -3,7 +3,7 @@
 //! same time), the record of every attempt, and redelivery.
 
 use super::notifications::{Written, JOB_FINISHED};
-use super::prepared::{by_index_until_commit, prepared, Param};
+use super::prepared::{plan_by_index_for_the_session, prepared, Param};
 use super::schema::{notification_attempts, notifications};
 use super::{webhooks, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -250,7 +250,7 @@ pub struct ClaimedDelivery {
 ///
 /// The update names its rows by the subquery alone, which checked them (on PostgreSQL
 /// under the lock it takes), and PostgreSQL plans it on indexes
-/// ([`by_index_until_commit`]). Checked again there, `status = 'pending'` let PostgreSQL
+/// on the connection ([`plan_on_indexes`]). Checked again there, `status = 'pending'` let PostgreSQL
 /// find them through `notifications_due` with the `ctid`s as a filter, and the subquery
 /// sorted every due notification after a bitmap scan: a walk over the whole webhook
 /// backlog at each claim (419 to 4 058 rows for 15 claimed), where a TID scan reads just
@@ -274,6 +274,15 @@ macro_rules! claim_sql {
     };
 }
 
+/// Sets up a PostgreSQL connection that runs [`claim`] and [`record_attempts`] (the webhook
+/// deliveries' writer lane) so that they are planned on indexes, once for the session:
+/// their generic plans, made while the table was nearly empty, would otherwise read it
+/// whole. Every statement of that lane touches a few rows by key. On any other
+/// connection they give the same answers, planned as PostgreSQL likes.
+pub fn plan_on_indexes(conn: &mut DbConnection) -> QueryResult<()> {
+    plan_by_index_for_the_session(conn)
+}
+
 /// Claims up to `limit` due pending notifications for `node` until `claim_until`, oldest
 /// due first, each with its webhook and signing keys: one statement for the whole batch.
 pub fn claim(
@@ -293,19 +302,16 @@ pub fn claim(
         DbConnection::Sqlite(c) => {
             prepared!(claim_sql!("id IN (", "id", ")", "group_concat"), &params).load(c)?
         }
-        DbConnection::Pg(c) => {
-            by_index_until_commit(c)?;
-            prepared!(
-                claim_sql!(
-                    "ctid = ANY (ARRAY(",
-                    "ctid",
-                    "FOR UPDATE SKIP LOCKED))",
-                    "string_agg"
-                ),
-                &params,
-            )
-            .load(c)?
-        }
+        DbConnection::Pg(c) => prepared!(
+            claim_sql!(
+                "ctid = ANY (ARRAY(",
+                "ctid",
+                "FOR UPDATE SKIP LOCKED))",
+                "string_agg"
+            ),
+            &params,
+        )
+        .load(c)?,
     };
     let mut claimed: Vec<ClaimedDelivery> = rows
         .into_iter()
@@ -458,7 +464,7 @@ pub struct Attempt {
 /// every record clears it. So the fence does not name the status, which let PostgreSQL
 /// join the batch to every pending notification through `notifications_due` (338 rows
 /// read for 15 recorded) instead of looking each one up by its key; and it is planned on
-/// indexes ([`by_index_until_commit`]), since its generic plan, made while the table was
+/// indexes on the connection ([`plan_on_indexes`]), since its generic plan, made while the table was
 /// nearly empty, read the whole table (20 000 rows for 14 recorded).
 const PG_RECORD: &str = "\
     WITH v AS ( \
@@ -562,7 +568,6 @@ pub fn record_attempts(conn: &mut DbConnection, batch: &[Attempt]) -> StoreResul
         DbConnection::Pg(c) => {
             let rows =
                 serde_json::to_string(batch).map_err(|e| StoreError::Database(e.to_string()))?;
-            by_index_until_commit(c)?;
             let recorded: Vec<RecordedRow> = prepared!(PG_RECORD, &[Param::Text(&rows)]).load(c)?;
             recorded.into_iter().map(|r| r.notification_id).collect()
         }

@@ -120,7 +120,8 @@ fn failed_attempt(id: &str, now: Micros) -> Attempt {
 
 /// Under a backlog of 3 000 due notifications, PostgreSQL claims 8 and records them by
 /// reading about those 8 rows, with the statements' plans cached while the table was
-/// empty, inside transactions as the writer runs them (`prepared::by_index_until_commit`).
+/// empty, inside transactions and outside them (a round alone in its batch), on a
+/// connection set up as the deliveries' writer lane is ([`plan_on_indexes`]).
 /// The transaction's own table counters tell what was read
 /// (`prepared::assert_reads_by_index`).
 /// Planned freely, the claim's update walked `notifications_due` over the whole backlog,
@@ -130,6 +131,7 @@ fn postgres_claims_and_records_read_only_their_rows() {
     use crate::db::prepared::assert_reads_by_index;
     use diesel::Connection;
     let (_db, conn) = &mut migrated_for_tests(Some(&test_server()));
+    plan_on_indexes(conn).unwrap();
     let now = time::now();
     for _ in 0..8 {
         conn.transaction::<_, crate::error::StoreError, _>(|c| {
@@ -138,6 +140,12 @@ fn postgres_claims_and_records_read_only_their_rows() {
             Ok(())
         })
         .unwrap();
+        assert!(claim(conn, "me", 8, now + time::SECOND, now)
+            .unwrap()
+            .is_empty());
+        assert!(record_attempts(conn, &[failed_attempt("none", now)])
+            .unwrap()
+            .is_empty());
     }
     conn.transaction::<_, diesel::result::Error, _>(|c| {
         for i in 0..3000i64 {

@@ -224,7 +224,7 @@ impl<S> Query for Prepared<'_, S> {
 impl<S, Conn> RunQueryDsl<Conn> for Prepared<'_, S> {}
 
 /// The planner settings that, turned off, leave PostgreSQL index, TID and nested-loop
-/// plans only: what [`by_index`], [`by_index_until_commit`] and the job claim
+/// plans only: what [`by_index`], [`plan_by_index_for_the_session`] and the job claim
 /// ([`OFF_FOR_THE_TRANSACTION`]) turn off, named once.
 const SCANS_AND_JOINS: [&str; 4] = [
     "enable_seqscan",
@@ -287,15 +287,18 @@ pub(crate) fn by_index<T, E: From<diesel::result::Error>>(
     Ok(out)
 }
 
-/// [`by_index`]'s planning for the rest of the current transaction (`SET LOCAL`): one
-/// round trip, and none to reset, where [`by_index`] costs two around each statement. For
-/// a writer lane all of whose statements touch a few rows by key, such as the webhook
-/// deliveries' (claims, records, redeliveries), at the start of each statement that needs
-/// it. Outside a transaction it changes nothing: the writer always runs one.
-pub(crate) fn by_index_until_commit(c: &mut diesel::PgConnection) -> QueryResult<()> {
+/// [`by_index`]'s planning for the rest of the session: for a connection all of whose
+/// statements touch a few rows by key, such as the webhook deliveries' writer lane
+/// (claims, records, redeliveries). One round trip when the connection opens, where
+/// `SET LOCAL` cost one in every transaction, and its statements are planned so inside
+/// a transaction or outside one (a statement that commits by itself). Nothing on SQLite.
+pub(crate) fn plan_by_index_for_the_session(conn: &mut DbConnection) -> QueryResult<()> {
     use diesel::connection::SimpleConnection;
-    static SET_LOCAL: LazyLock<String> = LazyLock::new(|| each_setting("SET LOCAL {} = off"));
-    c.batch_execute(&SET_LOCAL)
+    static SET: LazyLock<String> = LazyLock::new(|| each_setting("SET {} = off"));
+    match conn {
+        DbConnection::Pg(c) => c.batch_execute(&SET),
+        DbConnection::Sqlite(_) => Ok(()),
+    }
 }
 
 /// Runs `f` and checks that, on PostgreSQL, it read no row of `table` by a scan and at

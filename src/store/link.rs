@@ -2,7 +2,9 @@
 //! check of the connection (one round trip, only after a failure); a lost connection is
 //! dropped, and the next batch opens a new one. While the database cannot be reached,
 //! batches are answered `Unavailable` at once and a new connection is tried with
-//! [`Backoff`]: 50 ms doubling to 2 s, so a restarted server is noticed within 2 s.
+//! [`Backoff`]: 50 ms doubling to 2 s, so a restarted server is noticed within 2 s. A
+//! lane whose statements need session settings names them ([`Link::with_setup`]); every
+//! connection the link opens runs them before its first batch.
 
 use crate::db::backoff::Backoff;
 use crate::db::{is_lost, Backend, DbConnection};
@@ -20,7 +22,12 @@ pub(super) struct Link {
     retry_at: Instant,
     /// Where tests make the connection "lost".
     faults: Arc<FailurePoints>,
+    /// What every new connection runs before its first batch.
+    setup: Setup,
 }
+
+/// A lane's session settings, run on each connection it opens.
+pub(super) type Setup = fn(&mut DbConnection) -> diesel::QueryResult<()>;
 
 impl Link {
     /// A link over an open connection.
@@ -39,7 +46,21 @@ impl Link {
             backoff: Backoff::default(),
             retry_at: Instant::now(),
             faults,
+            setup: |_| Ok(()),
         }
+    }
+
+    /// Runs `setup` on every connection this link opens (a lane's session settings); an
+    /// open connection gets it now, or is dropped for a new one if it fails.
+    pub(super) fn with_setup(mut self, setup: Setup) -> Link {
+        self.setup = setup;
+        if let Some(conn) = self.conn.as_mut() {
+            if let Err(e) = setup(conn) {
+                log::warn!("writer connection set-up failed ({e}); reconnecting");
+                self.conn = None;
+            }
+        }
+        self
     }
 
     /// The connection to run the next batch on, reconnecting when one is due; `None` while
@@ -51,7 +72,13 @@ impl Link {
             return None;
         }
         if self.conn.is_none() && Instant::now() >= self.retry_at {
-            match self.backend.establish_writer() {
+            let setup = self.setup;
+            let opened = self.backend.establish_writer().and_then(|mut conn| {
+                setup(&mut conn)
+                    .map(|()| conn)
+                    .map_err(|e| format!("session set-up failed: {e}"))
+            });
+            match opened {
                 Ok(conn) => {
                     log::info!("writer reconnected to the database");
                     self.backoff.reset();

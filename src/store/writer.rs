@@ -50,7 +50,8 @@
 //! between the writers of several nodes.
 
 use super::effects::{Effects, Publish};
-use super::link::Link;
+use super::link::{Link, Setup};
+use crate::db::deliveries;
 use crate::db::signals::{self, Signal};
 use crate::db::{Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
@@ -119,6 +120,16 @@ pub enum Lane {
 
 impl Lane {
     const ALL: [Lane; 3] = [Lane::Submits, Lane::Jobs, Lane::Deliveries];
+
+    /// What each connection of this lane's writer runs first: the deliveries' statements
+    /// are planned on indexes for the whole session, so they need no settings per
+    /// transaction and may run outside one (PostgreSQL; nothing on SQLite).
+    fn connection_setup(self) -> Setup {
+        match self {
+            Lane::Deliveries => deliveries::plan_on_indexes,
+            Lane::Submits | Lane::Jobs => |_| Ok(()),
+        }
+    }
 
     /// The writer thread's name (at most 15 bytes: what `top` and `perf` show).
     fn thread_name(self) -> &'static str {
@@ -360,7 +371,8 @@ impl StoreWriter {
             Lane::ALL.map(|lane| {
                 let link = first
                     .take()
-                    .unwrap_or_else(|| Link::unopened(backend.clone(), faults.clone()));
+                    .unwrap_or_else(|| Link::unopened(backend.clone(), faults.clone()))
+                    .with_setup(lane.connection_setup());
                 spawn(link, lane.thread_name())
             })
         } else {

@@ -809,3 +809,59 @@ fn sqlite_lanes_share_the_one_writer() {
 fn postgres_lanes_commit_side_by_side() {
     lanes_commit_side_by_side_only_on_postgres(Some(crate::bench::database::test_server()));
 }
+
+/// Reads whether PostgreSQL may plan a table scan, on the deliveries' lane.
+struct ScansOnDeliveries;
+
+impl WriteOp for ScansOnDeliveries {
+    type Output = String;
+    const LANE: Lane = Lane::Deliveries;
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<String> {
+        scans_setting(conn)
+    }
+}
+
+/// The same on the jobs' lane.
+struct ScansOnJobs;
+
+impl WriteOp for ScansOnJobs {
+    type Output = String;
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<String> {
+        scans_setting(conn)
+    }
+}
+
+fn scans_setting(conn: &mut DbConnection) -> StoreResult<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let DbConnection::Pg(c) = conn else {
+        unreachable!("a PostgreSQL writer")
+    };
+    let s: Setting =
+        diesel::sql_query("SELECT current_setting('enable_seqscan') AS value").get_result(c)?;
+    Ok(s.value)
+}
+
+/// The deliveries' lane plans on indexes for its whole session, on its first connection
+/// and on the one it opens after losing it; the other lanes plan as PostgreSQL likes.
+#[test]
+fn postgres_the_deliveries_lane_plans_on_indexes_on_every_connection() {
+    let server = crate::bench::database::test_server();
+    let db = crate::bench::database::BenchDatabase::create(Some(&server)).unwrap();
+    let backend = Backend::from_url(&db.url).unwrap();
+    let conn = backend.establish().unwrap();
+    let faults = Arc::new(FailurePoints::default());
+    let publish: Arc<dyn Publish> = Arc::new(Recorder(Default::default()));
+    let writer = StoreWriter::start(conn, backend, 100, faults.clone(), publish);
+    assert_eq!(run(writer.write(ScansOnDeliveries)).unwrap(), "off");
+    assert_eq!(run(writer.write(ScansOnJobs)).unwrap(), "on");
+    faults.arm(FailurePoint::WriterConnectionLost);
+    assert_eq!(
+        run(writer.write(ScansOnDeliveries)),
+        Err(StoreError::Unavailable)
+    );
+    assert_eq!(run(writer.write(ScansOnDeliveries)).unwrap(), "off");
+}
