@@ -19,9 +19,14 @@ pub enum Signal {
     Wake(String),
     /// Stop this job if you run it.
     Kill(String),
-    /// This job ended (answers `?wait` on every node).
-    Ended(String),
+    /// These jobs ended (answers `?wait` on every node): all of a batch's ends in one
+    /// payload ([`Signal::ended`]) rather than one each, which cost every listening node a
+    /// message per job (5 % of the rate with two nodes).
+    Ended(Vec<String>),
 }
+
+/// Most bytes of a payload: PostgreSQL refuses one of 8 000 or more.
+const MAX_PAYLOAD: usize = 7_900;
 
 impl Signal {
     /// The NOTIFY payload.
@@ -29,18 +34,37 @@ impl Signal {
         match self {
             Signal::Wake(q) => format!("wake:{q}"),
             Signal::Kill(id) => format!("kill:{id}"),
-            Signal::Ended(id) => format!("ended:{id}"),
+            Signal::Ended(ids) => format!("ended:{}", ids.join(",")),
         }
     }
 
-    /// Reads a NOTIFY payload.
+    /// The ends of `ids`, as few [`Signal::Ended`] as fit in payloads.
+    pub fn ended(ids: &[String]) -> Vec<Signal> {
+        let mut signals = Vec::new();
+        let mut chunk: Vec<String> = Vec::new();
+        let mut len = "ended:".len();
+        for id in ids {
+            if !chunk.is_empty() && len + 1 + id.len() > MAX_PAYLOAD {
+                signals.push(Signal::Ended(std::mem::take(&mut chunk)));
+                len = "ended:".len();
+            }
+            len += id.len() + 1;
+            chunk.push(id.clone());
+        }
+        if !chunk.is_empty() {
+            signals.push(Signal::Ended(chunk));
+        }
+        signals
+    }
+
+    /// Reads a NOTIFY payload (an `ended:` payload of one id, as earlier versions send
+    /// them, is a list of one).
     pub fn decode(payload: &str) -> Option<Signal> {
         let (kind, arg) = payload.split_once(':')?;
-        let arg = arg.to_string();
         match kind {
-            "wake" => Some(Signal::Wake(arg)),
-            "kill" => Some(Signal::Kill(arg)),
-            "ended" => Some(Signal::Ended(arg)),
+            "wake" => Some(Signal::Wake(arg.to_string())),
+            "kill" => Some(Signal::Kill(arg.to_string())),
+            "ended" => Some(Signal::Ended(arg.split(',').map(str::to_string).collect())),
             _ => None,
         }
     }
@@ -85,10 +109,32 @@ mod tests {
         for s in [
             Signal::Wake("images".into()),
             Signal::Kill("abc1234".into()),
-            Signal::Ended("abc1234".into()),
+            Signal::Ended(vec!["abc1234".into()]),
+            Signal::Ended(vec!["abc1234".into(), "xyz9876".into()]),
         ] {
             assert_eq!(Signal::decode(&s.encode()), Some(s));
         }
         assert_eq!(Signal::decode("nonsense"), None);
+    }
+
+    #[test]
+    fn ends_share_payloads_that_postgresql_accepts() {
+        let ids: Vec<String> = (0..2000).map(|i| format!("j{i:06}")).collect();
+        let signals = Signal::ended(&ids);
+        assert_eq!(
+            signals.len(),
+            3,
+            "7 bytes and a comma an id, 986 ids a payload"
+        );
+        let mut back = Vec::new();
+        for s in &signals {
+            assert!(s.encode().len() <= super::MAX_PAYLOAD);
+            match Signal::decode(&s.encode()) {
+                Some(Signal::Ended(got)) => back.extend(got),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, ids);
+        assert!(Signal::ended(&[]).is_empty());
     }
 }

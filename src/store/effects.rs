@@ -59,7 +59,7 @@ impl Effects {
         match signal {
             Signal::Wake(queue) => self.job_queued(&queue),
             Signal::Kill(id) => self.killed.push(id),
-            Signal::Ended(id) => self.ended.push(id),
+            Signal::Ended(ids) => self.ended.extend(ids),
         }
     }
 
@@ -80,13 +80,13 @@ impl Effects {
         }
     }
 
-    /// What other nodes must hear, in the wire format every version reads: `wake:<queue>`,
-    /// `kill:<id>`, `ended:<id>`. A due or handed notification is this node's own affair
+    /// What other nodes must hear, in the wire format: `wake:<queue>`, `kill:<id>`,
+    /// `ended:<id>,<id>,…` (as few as fit). A due or handed notification is this node's own affair
     /// (should the node die, any node's dispatcher finds it by its poll).
     pub fn signals(&self) -> Vec<Signal> {
         let queued = self.queued.iter().cloned().map(Signal::Wake);
         let killed = self.killed.iter().cloned().map(Signal::Kill);
-        let ended = self.ended.iter().cloned().map(Signal::Ended);
+        let ended = Signal::ended(&self.ended);
         queued.chain(killed).chain(ended).collect()
     }
 }
@@ -112,19 +112,13 @@ mod tests {
         e.job_killed("b");
         e.job_ended("b");
         e.job_ended("a");
-        e.add_signal(Signal::Ended("a".into()));
+        e.add_signal(Signal::Ended(vec!["a".into()]));
         e.dedup();
         assert!(!e.is_empty());
         let wire: Vec<String> = e.signals().iter().map(Signal::encode).collect();
         assert_eq!(
             wire,
-            [
-                "wake:snapshots",
-                "wake:images",
-                "kill:b",
-                "ended:a",
-                "ended:b"
-            ]
+            ["wake:snapshots", "wake:images", "kill:b", "ended:a,b"]
         );
         let mut due = Effects::default();
         due.notification_due();

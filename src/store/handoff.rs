@@ -78,6 +78,7 @@ mod tests {
     use crate::db::deliveries::{self, ClaimedDelivery};
     use crate::db::jobs::{self, pending_for_tests, Outcome};
     use crate::db::notifications::JOB_FINISHED;
+    use crate::db::signals::Signal;
     use crate::db::webhooks::{self, Webhook};
     use crate::db::{eshops, migrated_for_tests, signature_keys};
     use crate::model::Zone;
@@ -152,7 +153,10 @@ mod tests {
         }
         assert_eq!(effects.handed.len(), 2);
         assert!(effects.notifications_due, "the third waits for a claim");
-        assert!(effects.signals().len() == 3, "each end is announced");
+        assert!(
+            matches!(effects.signals().as_slice(), [Signal::Ended(ids)] if ids.len() == 3),
+            "each end is announced, in one payload"
+        );
     }
 
     #[test]
