@@ -85,7 +85,17 @@ fn claims_match_the_model(server: Option<&str>) {
             if Some(*eshop) != busiest {
                 return true;
             }
-            assert!(finish(conn, *eshop, id, 1, &Outcome::Failed, "", &Zone::utc(), 0).unwrap());
+            let end = End {
+                id,
+                eshop_id: *eshop,
+                attempt: 1,
+                outcome: &Outcome::Failed,
+                log: "",
+                zone: &Zone::utc(),
+                result_ttl: 0,
+                claim: None,
+            };
+            assert!(super::super::ends::finish_all(conn, &[end]).unwrap()[0].is_some());
             *running.get_mut(eshop).unwrap() -= 1;
             false
         });

@@ -3,7 +3,7 @@
 //! length): the fenced status change, the `job:finished` outbox rows and the results' last
 //! chunks, after one statement that removes the chunks earlier attempts may have left.
 //! SQLite runs in-process, with no round trip to save: there each end is
-//! [`jobs::finish`]'s few cached statements.
+//! [`jobs::finish_end`]'s few cached statements.
 
 use super::jobs::{self, End, Outcome, ResultMeta};
 use super::notifications::{job_finished_body, Written, JOB_FINISHED};
@@ -16,7 +16,7 @@ use diesel::{QueryableByName, RunQueryDsl};
 use serde::Serialize;
 use std::collections::HashSet;
 
-/// Writes the ends of a run of attempts, each fenced as [`jobs::finish`] is (only the
+/// Writes the ends of a run of attempts, each fenced as [`jobs::finish_end`] is (only the
 /// attempt that holds the job, only from `running`); answers, in order, the notification
 /// each end wrote, or `None` where it did not take effect. A job may appear once in a run
 /// on PostgreSQL; a run that names one twice is written end by end, so the first end

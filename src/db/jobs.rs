@@ -646,7 +646,7 @@ pub fn renew_leases(
     Ok(held.select((jobs::id, jobs::attempt)).load(conn)?)
 }
 
-/// One attempt's end, as [`finish_end`] writes it, alone or in a run of ends (`db::ends`).
+/// One attempt's end in a run of ends ([`super::ends::finish_all`]).
 pub struct End<'a> {
     /// The job.
     pub id: &'a str,
@@ -666,35 +666,11 @@ pub struct End<'a> {
     pub claim: Option<BornClaim<'a>>,
 }
 
-/// Ends a running attempt of a job of `eshop_id`. Fenced: only the attempt that holds the
-/// job, and only from `running`; answers whether it took effect. The `job:finished`
-/// notification is written in the same transaction.
-#[allow(clippy::too_many_arguments)]
-pub fn finish(
-    conn: &mut DbConnection,
-    eshop_id: i64,
-    id: &str,
-    attempt: i32,
-    outcome: &Outcome,
-    log: &str,
-    zone: &Zone,
-    result_ttl: Micros,
-) -> StoreResult<bool> {
-    let end = End {
-        id,
-        eshop_id,
-        attempt,
-        outcome,
-        log,
-        zone,
-        result_ttl,
-        claim: None,
-    };
-    Ok(finish_end(conn, &end)?.is_some())
-}
-
-/// [`finish`] of one [`End`], its notification claimed at birth when the end says so;
-/// answers the notification written, or `None` when the attempt no longer held the job.
+/// Ends a running attempt of a job: fenced, only the attempt that holds the job and only
+/// from `running`; the `job:finished` notification is written in the same transaction,
+/// claimed at birth when the end says so. Answers the notification written, or `None`
+/// when the attempt no longer held the job. One end of a run ([`super::ends::finish_all`],
+/// which every caller goes through): SQLite's few cached statements per end.
 pub(crate) fn finish_end(conn: &mut DbConnection, end: &End) -> StoreResult<Option<Written>> {
     let End {
         id,

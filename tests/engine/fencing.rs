@@ -3,7 +3,8 @@
 
 use crate::common::{Backend, TestApp};
 use jobline::config::Config;
-use jobline::db::jobs::{self, Outcome, ResultMeta};
+use jobline::db::ends;
+use jobline::db::jobs::{self, End, Outcome, ResultMeta};
 use jobline::model::{time, Zone};
 
 const S: i64 = time::SECOND;
@@ -52,7 +53,15 @@ async fn stale_attempt_cannot_complete(backend: Backend) {
     .unwrap();
     assert_eq!(second[0].attempt, 2);
 
-    assert!(!jobs::finish(&mut conn, first[0].eshop_id, &id, 1, &meta(), "", &zone, S).unwrap());
+    assert!(!end(
+        &mut conn,
+        first[0].eshop_id,
+        &id,
+        1,
+        &meta(),
+        "",
+        &zone
+    ));
     assert!(
         jobs::renew_leases(&mut conn, "node-a", std::slice::from_ref(&id), later)
             .unwrap()
@@ -62,18 +71,24 @@ async fn stale_attempt_cannot_complete(backend: Backend) {
         jobs::renew_leases(&mut conn, "node-b", std::slice::from_ref(&id), later).unwrap(),
         vec![(id.clone(), 2)]
     );
-    assert!(jobs::finish(
+    assert!(end(
         &mut conn,
         first[0].eshop_id,
         &id,
         2,
         &Outcome::Failed,
         "boom\n",
-        &zone,
-        S
-    )
-    .unwrap());
-    assert!(!jobs::finish(&mut conn, first[0].eshop_id, &id, 2, &meta(), "", &zone, S).unwrap());
+        &zone
+    ));
+    assert!(!end(
+        &mut conn,
+        first[0].eshop_id,
+        &id,
+        2,
+        &meta(),
+        "",
+        &zone
+    ));
     assert_eq!(t.notifications_for(&id), 1);
     let job = t.get(&format!("/api/system/jobs/{id}")).await;
     assert_eq!(job.body["data"]["status"], "failed");
@@ -298,17 +313,15 @@ async fn claims_stay_oldest_first_per_queue_after_many_claims_and_finishes(backe
             next[e as usize - 1] += 1;
         }
         for j in &claimed {
-            assert!(jobs::finish(
+            assert!(end(
                 &mut conn,
                 j.eshop_id,
                 &j.id,
                 1,
                 &Outcome::Failed,
                 "",
-                &zone,
-                S
-            )
-            .unwrap());
+                &zone
+            ));
         }
     }
     // 300 claimed in all, 100 left; the other queues' pending jobs untouched.
@@ -327,3 +340,27 @@ crate::on_both_backends!(
     claims_stay_fair_over_many_eshops_and_a_long_backlog,
     claims_stay_oldest_first_per_queue_after_many_claims_and_finishes
 );
+
+/// Ends attempt `attempt` of job `id` as the writer does (a run of one end); answers
+/// whether it took effect.
+fn end(
+    conn: &mut jobline::db::DbConnection,
+    eshop_id: i64,
+    id: &str,
+    attempt: i32,
+    outcome: &Outcome,
+    log: &str,
+    zone: &Zone,
+) -> bool {
+    let end = End {
+        id,
+        eshop_id,
+        attempt,
+        outcome,
+        log,
+        zone,
+        result_ttl: S,
+        claim: None,
+    };
+    ends::finish_all(conn, &[end]).unwrap()[0].is_some()
+}
