@@ -184,6 +184,18 @@ struct Queued<M: WriteOp> {
     reply: oneshot::Sender<StoreResult<M::Output>>,
 }
 
+impl<M: WriteOp> Queued<M> {
+    /// This write and `rest`, all of its type (checked by the caller), as one run.
+    fn with<'a>(&'a mut self, rest: &'a mut [Box<dyn Pending>]) -> Vec<&'a mut Queued<M>> {
+        let mut run: Vec<&mut Queued<M>> = Vec::with_capacity(rest.len() + 1);
+        run.push(self);
+        for p in rest {
+            run.push(p.as_any().downcast_mut().expect("checked type"));
+        }
+        run
+    }
+}
+
 impl<M: WriteOp> Pending for Queued<M> {
     fn run(&mut self, conn: &mut DbConnection, savepoint: bool, faults: &FailurePoints) -> bool {
         if matches!(self.outcome, Some(Err(_))) {
@@ -228,11 +240,7 @@ impl<M: WriteOp> Pending for Queued<M> {
         if same == 0 {
             return (1, self.run(conn, false, faults));
         }
-        let mut run: Vec<&mut Queued<M>> = Vec::with_capacity(same + 1);
-        run.push(self);
-        for p in &mut rest[..same] {
-            run.push(p.as_any().downcast_mut().expect("checked type"));
-        }
+        let mut run = self.with(&mut rest[..same]);
         // A failure point fires for its own op alone, as in `run`.
         if let Some(point) = M::FAILURE_POINT {
             for q in run.iter_mut() {
@@ -272,11 +280,7 @@ impl<M: WriteOp> Pending for Queued<M> {
         if !whole_run || M::FAILURE_POINT.is_some_and(|point| faults.armed(point)) {
             return None;
         }
-        let mut run: Vec<&mut Queued<M>> = Vec::with_capacity(rest.len() + 1);
-        run.push(self);
-        for p in rest.iter_mut() {
-            run.push(p.as_any().downcast_mut().expect("checked type"));
-        }
+        let run = self.with(rest);
         let ops: Vec<&M> = run.iter().map(|q| &q.op).collect();
         let signals = |outputs: &[M::Output]| {
             let mut effects = Effects::default();

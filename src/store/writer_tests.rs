@@ -135,6 +135,16 @@ impl Harness {
             .collect()
     }
 
+    /// Runs `ops` as one batch and answers what each got.
+    fn answers<M: WriteOp>(&self, ops: Vec<M>) -> Vec<StoreResult<M::Output>> {
+        let (queued, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(queue).unzip();
+        self.gated(queued, None);
+        answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect()
+    }
+
     /// Queues `queued` while the loop is held, so that they form one batch.
     fn gated(&self, queued: Vec<Box<dyn Pending>>, fault: Option<FailurePoint>) {
         let (reached, at_gate) = mpsc::channel();
@@ -303,14 +313,7 @@ fn a_batch_of_submits_answers_one_job_per_idempotency_key() {
         job: pending_job(),
         idempotency_key: key.map(str::to_string),
     };
-    let run = |ops: Vec<SubmitJob>| -> Vec<StoreResult<Submitted>> {
-        let (queued, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(queue).unzip();
-        h.gated(queued, None);
-        answers
-            .into_iter()
-            .map(|a| a.blocking_recv().unwrap())
-            .collect()
-    };
+    let run = |ops: Vec<SubmitJob>| h.answers(ops);
     let first = run(vec![submit(Some("old"))]).remove(0).unwrap();
     let ops = vec![
         submit(None),
@@ -363,7 +366,7 @@ fn a_batch_of_submits_answers_one_job_per_idempotency_key() {
 /// usual path, where the panicking op fails alone.
 #[test]
 fn postgres_a_batch_of_submits_without_keys_is_written_and_signalled_alone() {
-    use super::super::{SubmitJob, Submitted};
+    use super::super::SubmitJob;
     use crate::db::schema::jobs;
     use diesel::QueryDsl;
     let h = Harness::on(Some(crate::bench::database::test_server()));
@@ -390,14 +393,7 @@ fn postgres_a_batch_of_submits_without_keys_is_written_and_signalled_alone() {
         job: pending_job(),
         idempotency_key: None,
     };
-    let run = |ops: Vec<SubmitJob>| -> Vec<StoreResult<Submitted>> {
-        let (queued, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(queue).unzip();
-        h.gated(queued, None);
-        answers
-            .into_iter()
-            .map(|a| a.blocking_recv().unwrap())
-            .collect()
-    };
+    let run = |ops: Vec<SubmitJob>| h.answers(ops);
     let count = || -> i64 {
         let mut conn = h.backend.establish().unwrap();
         jobs::table.count().get_result(&mut conn).unwrap()
