@@ -18,7 +18,7 @@ use crate::db::jobs::ClaimedJob;
 use crate::faults::FailurePoint;
 use crate::model::time;
 use crate::store::events::{StopJob, Wake};
-use crate::store::{ClaimJobs, ReadBacklog, RenewLeases};
+use crate::store::{ClaimJobs, QueueStep, ReadBacklog, RenewLeases, StepDone};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,17 +115,17 @@ impl Queue {
         self.claiming = true;
         self.wake_again = false;
         let limit = self.pool.idle();
-        let op = ClaimJobs {
+        let op = QueueStep::Claim(ClaimJobs {
             queue: self.name.clone(),
             node: self.shared.node.clone(),
             limit: limit as i64,
             max_per_eshop: i64::from(self.shared.config.max_running_per_eshop),
             lease: time::micros(self.shared.config.lease),
-        };
+        });
         let store = self.shared.store.clone();
         let breakpoints = self.shared.breakpoints.clone();
         async move {
-            let claimed = store.write(op).await;
+            let claimed = store.write(op).await.map(StepDone::claimed);
             if claimed.as_ref().is_ok_and(|jobs| !jobs.is_empty()) {
                 // Where a test holds a claim's answer while the pool changes.
                 breakpoints.pass("queue:claimed").await;

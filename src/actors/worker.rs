@@ -8,7 +8,7 @@ use crate::db::jobs::{log_line, ClaimedJob, Outcome};
 use crate::error::StoreResult;
 use crate::jobs::JobContext;
 use crate::model::time;
-use crate::store::{AttemptStore, ClaimJobs, FinishJob, ReleaseJob, Store, WriteOp};
+use crate::store::{AttemptStore, ClaimJobs, FinishJob, QueueStep, ReleaseJob, Store, WriteOp};
 use actix::prelude::*;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -232,7 +232,9 @@ impl Worker {
                 Some(release) => write_with_retries(&store, release, lease)
                     .await
                     .map(|_| None),
-                None => write_with_retries(&store, finish, lease).await.map(Some),
+                None => write_with_retries(&store, QueueStep::End(finish), lease)
+                    .await
+                    .map(|done| Some(done.ended())),
             }
         };
         written.into_actor(self).map(move |written, act, ctx| {

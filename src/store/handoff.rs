@@ -82,7 +82,7 @@ mod tests {
     use crate::db::webhooks::{self, Webhook};
     use crate::db::{eshops, migrated_for_tests, signature_keys};
     use crate::model::Zone;
-    use crate::store::{Effects, FinishJob, WriteOp};
+    use crate::store::{Effects, FinishJob, Finished, QueueStep, StepDone, WriteOp};
 
     /// A run of three job ends with room for two, on a real database: two notifications are
     /// born claimed by this node, each with the e-shop's webhook and keys; the third is
@@ -112,22 +112,31 @@ mod tests {
         assert_eq!(claimed.len(), 3);
         let handoff = Handoff::new("n".into(), Duration::from_secs(90));
         handoff.offer(2);
-        let ops: Vec<FinishJob> = jobs
+        let ops: Vec<QueueStep> = jobs
             .iter()
-            .map(|job| FinishJob {
-                id: job.id.clone(),
-                eshop_id: 1,
-                attempt: 1,
-                outcome: Outcome::Failed,
-                log: String::new(),
-                zone: Zone::utc(),
-                result_ttl: time::SECOND,
-                claim_next: None,
-                handoff: Some(handoff.clone()),
+            .map(|job| {
+                QueueStep::End(FinishJob {
+                    id: job.id.clone(),
+                    eshop_id: 1,
+                    attempt: 1,
+                    outcome: Outcome::Failed,
+                    log: String::new(),
+                    zone: Zone::utc(),
+                    result_ttl: time::SECOND,
+                    claim_next: None,
+                    handoff: Some(handoff.clone()),
+                })
             })
             .collect();
-        let run: Vec<&FinishJob> = ops.iter().collect();
-        let finished = FinishJob::apply_all(&run, conn).unwrap();
+        let run: Vec<&QueueStep> = ops.iter().collect();
+        let done = QueueStep::apply_all(&run, conn).unwrap();
+        let finished: Vec<&Finished> = done
+            .iter()
+            .map(|d| match d {
+                StepDone::Ended(f) => &**f,
+                StepDone::Claimed(_) => unreachable!("ends only"),
+            })
+            .collect();
         assert!(finished.iter().all(|f| f.recorded));
         let handed: Vec<&ClaimedDelivery> =
             finished.iter().filter_map(|f| f.handed.as_ref()).collect();
@@ -148,8 +157,8 @@ mod tests {
         assert!(handed.iter().all(|d| d.id != claimed[0].id));
 
         let mut effects = Effects::default();
-        for (op, f) in ops.iter().zip(&finished) {
-            op.effects(f, &mut effects);
+        for (op, d) in ops.iter().zip(&done) {
+            op.effects(d, &mut effects);
         }
         assert_eq!(effects.handed.len(), 2);
         assert!(effects.notifications_due, "the third waits for a claim");

@@ -166,35 +166,21 @@ impl ReadOp for ListJobs {
     }
 }
 
-/// Claims a batch of pending jobs of a queue for this node's idle workers.
+/// A claim of pending jobs of a queue for this node's workers: the queue's for its idle
+/// workers ([`QueueStep::Claim`]), or a worker's for its next job along with its end
+/// ([`FinishJob::claim_next`]).
 #[derive(Clone)]
 pub struct ClaimJobs {
     /// Queue name.
     pub queue: String,
     /// This node's id (the lease owner).
     pub node: String,
-    /// How many idle workers wait.
+    /// How many jobs at most (the idle workers waiting).
     pub limit: i64,
     /// `max_running_per_eshop`.
     pub max_per_eshop: i64,
     /// Lease length.
     pub lease: Micros,
-}
-
-impl WriteOp for ClaimJobs {
-    type Output = Vec<ClaimedJob>;
-    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Vec<ClaimedJob>> {
-        let now = time::now();
-        jobs::claim(
-            conn,
-            &self.queue,
-            &self.node,
-            self.limit,
-            self.max_per_eshop,
-            now + self.lease,
-            now,
-        )
-    }
 }
 
 /// Renews the leases of this node's running jobs; answers those it still holds.
@@ -214,8 +200,9 @@ impl WriteOp for RenewLeases {
     }
 }
 
-/// Ends a running attempt (fenced by id and attempt) and records `job:finished`.
-/// Clone: a worker sends it again when the database was unreachable.
+/// Ends a running attempt (fenced by id and attempt) and records `job:finished`; written
+/// as a [`QueueStep::End`]. Clone: a worker sends it again when the database was
+/// unreachable.
 #[derive(Clone)]
 pub struct FinishJob {
     /// Job id.
@@ -250,20 +237,153 @@ pub struct Finished {
     pub handed: Option<ClaimedDelivery>,
 }
 
-impl WriteOp for FinishJob {
-    type Output = Finished;
-    fn apply(&self, conn: &mut DbConnection) -> StoreResult<Finished> {
-        let mut finished = Self::apply_all(&[self], conn)?;
-        Ok(finished.remove(0))
+/// A step of a queue's work on the jobs' lane: a worker's end, with the claim of its next
+/// job, or the queue's claim for its idle workers. One op type for both so that the steps
+/// that follow each other in a batch form one run ([`WriteOp::apply_all`]): their ends
+/// are written together, then one claim per queue serves every worker that wants a job,
+/// ends' and idle ones alike. Below saturation a batch often held a run of ends and the
+/// queue's claim of a wake-up: two claims, each the costly statement (a lock, the claim and
+/// a reset on PostgreSQL), where one does (docs/benchmarks.md, fourteenth session).
+#[derive(Clone)]
+pub enum QueueStep {
+    /// A worker's end.
+    End(FinishJob),
+    /// The queue's claim for its idle workers.
+    Claim(ClaimJobs),
+}
+
+/// The answer to a [`QueueStep`], of its kind.
+#[derive(Debug)]
+pub enum StepDone {
+    /// The answer to [`QueueStep::End`] (boxed: ten times the size of a claim's answer).
+    Ended(Box<Finished>),
+    /// The jobs claimed for [`QueueStep::Claim`], at most its limit.
+    Claimed(Vec<ClaimedJob>),
+}
+
+impl StepDone {
+    /// The answer of an end.
+    pub fn ended(self) -> Finished {
+        match self {
+            StepDone::Ended(finished) => *finished,
+            StepDone::Claimed(_) => unreachable!("an end is answered Ended"),
+        }
     }
-    /// The run's ends in one go ([`ends::finish_all`]), then one claim per queue for every
-    /// worker of the run that wants a next job, instead of one claim each: the claim is
-    /// the costly statement, and one claim of N is fair across e-shops as N claims of one
-    /// are.
-    ///
+
+    /// The answer of a claim.
+    pub fn claimed(self) -> Vec<ClaimedJob> {
+        match self {
+            StepDone::Claimed(jobs) => jobs,
+            StepDone::Ended(_) => unreachable!("a claim is answered Claimed"),
+        }
+    }
+}
+
+impl WriteOp for QueueStep {
+    type Output = StepDone;
+    fn apply(&self, conn: &mut DbConnection) -> StoreResult<StepDone> {
+        let mut done = Self::apply_all(&[self], conn)?;
+        Ok(done.remove(0))
+    }
+    /// The run's ends in one go ([`FinishJob::end_all`]), then one claim per queue for all
+    /// that the run's steps ask (an end's worker one job, a queue's claim its limit)
+    /// instead of one claim each: the claim is the costly statement, and one claim of N
+    /// is fair across e-shops as N claims of one are. The claimed jobs go to the steps in
+    /// the run's order, each up to what it asked.
+    fn apply_all(ops: &[&Self], conn: &mut DbConnection) -> StoreResult<Vec<StepDone>> {
+        let ends: Vec<&FinishJob> = ops
+            .iter()
+            .filter_map(|op| match op {
+                QueueStep::End(end) => Some(end),
+                QueueStep::Claim(_) => None,
+            })
+            .collect();
+        let mut ended = FinishJob::end_all(&ends, conn)?.into_iter();
+        let asks: Vec<Option<&ClaimJobs>> = ops
+            .iter()
+            .map(|op| match op {
+                QueueStep::End(end) => end.claim_next.as_ref(),
+                QueueStep::Claim(claim) => Some(claim),
+            })
+            .collect();
+        let mut claimed = claim_for(&asks, conn)?.into_iter();
+        Ok(ops
+            .iter()
+            .map(|op| {
+                let jobs = claimed.next().expect("one answer per step");
+                match op {
+                    QueueStep::End(_) => {
+                        let (recorded, handed) = ended.next().expect("one end per end");
+                        StepDone::Ended(Box::new(Finished {
+                            recorded,
+                            next: jobs.into_iter().next(),
+                            handed,
+                        }))
+                    }
+                    QueueStep::Claim(_) => StepDone::Claimed(jobs),
+                }
+            })
+            .collect())
+    }
+    fn effects(&self, done: &StepDone, effects: &mut Effects) {
+        if let (QueueStep::End(end), StepDone::Ended(finished)) = (self, done) {
+            if finished.recorded {
+                effects.job_ended(&end.id);
+                match &finished.handed {
+                    Some(delivery) => effects.handed(delivery.clone()),
+                    None => effects.notification_due(),
+                }
+            }
+        }
+    }
+}
+
+/// Claims what `asks` ask, one claim per queue (in the order the queues first appear),
+/// and answers each ask its jobs, in order, up to its limit (none for `None`).
+fn claim_for(
+    asks: &[Option<&ClaimJobs>],
+    conn: &mut DbConnection,
+) -> StoreResult<Vec<Vec<ClaimedJob>>> {
+    let mut answers: Vec<Vec<ClaimedJob>> = asks.iter().map(|_| Vec::new()).collect();
+    let mut unclaimed: Vec<usize> = (0..asks.len()).filter(|&i| asks[i].is_some()).collect();
+    while let Some(&first) = unclaimed.first() {
+        let claim = asks[first].expect("asks");
+        let (same, rest): (Vec<usize>, Vec<usize>) = unclaimed
+            .iter()
+            .partition(|&&i| asks[i].is_some_and(|c| c.queue == claim.queue));
+        let limit = same.iter().map(|&i| asks[i].map_or(0, |c| c.limit)).sum();
+        let now = time::now();
+        let mut jobs = jobs::claim(
+            conn,
+            &claim.queue,
+            &claim.node,
+            limit,
+            claim.max_per_eshop,
+            now + claim.lease,
+            now,
+        )?
+        .into_iter();
+        for i in same {
+            let wants = asks[i].map_or(0, |c| c.limit) as usize;
+            answers[i] = jobs.by_ref().take(wants).collect();
+        }
+        unclaimed = rest;
+    }
+    Ok(answers)
+}
+
+impl FinishJob {
+    /// Writes the ends of a run in one go ([`ends::finish_all`]); answers for each whether
+    /// it was recorded and the notification handed to this node's dispatcher, if any.
     /// The notifications of the run are born claimed as far as the dispatcher's room goes;
     /// their targets are read in one statement after the ends.
-    fn apply_all(ops: &[&Self], conn: &mut DbConnection) -> StoreResult<Vec<Finished>> {
+    fn end_all(
+        ops: &[&FinishJob],
+        conn: &mut DbConnection,
+    ) -> StoreResult<Vec<(bool, Option<ClaimedDelivery>)>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = time::now();
         let run: Vec<End> = ops
             .iter()
@@ -292,55 +412,20 @@ impl WriteOp for FinishJob {
         shops.sort_unstable();
         shops.dedup();
         let targets = deliveries::targets(conn, &shops, JOB_FINISHED, now)?;
-        let handed: Vec<Option<ClaimedDelivery>> = run
+        Ok(run
             .iter()
-            .zip(&written)
-            .map(|(end, w)| match (end.claim, w) {
-                (Some(_), Some(w)) => Some(ClaimedDelivery::born(
-                    w.clone(),
-                    targets.get(&end.eshop_id).cloned(),
-                )),
-                _ => None,
-            })
-            .collect();
-        let mut next: Vec<Option<ClaimedJob>> = ops.iter().map(|_| None).collect();
-        let mut unclaimed: Vec<usize> = (0..ops.len())
-            .filter(|&i| ops[i].claim_next.is_some())
-            .collect();
-        while let Some(&first) = unclaimed.first() {
-            let claim = ops[first].claim_next.as_ref().expect("wants a next job");
-            let (same, rest): (Vec<usize>, Vec<usize>) = unclaimed.iter().partition(|&&i| {
-                ops[i].claim_next.as_ref().map(|c| &c.queue) == Some(&claim.queue)
-            });
-            let claimed = ClaimJobs {
-                limit: same.len() as i64,
-                ..claim.clone()
-            }
-            .apply(conn)?;
-            for (i, job) in same.into_iter().zip(claimed) {
-                next[i] = Some(job);
-            }
-            unclaimed = rest;
-        }
-        Ok(written
-            .into_iter()
-            .zip(next)
-            .zip(handed)
-            .map(|((written, next), handed)| Finished {
-                recorded: written.is_some(),
-                next,
-                handed,
+            .zip(written)
+            .map(|(end, w)| {
+                let handed = match (end.claim, &w) {
+                    (Some(_), Some(w)) => Some(ClaimedDelivery::born(
+                        w.clone(),
+                        targets.get(&end.eshop_id).cloned(),
+                    )),
+                    _ => None,
+                };
+                (w.is_some(), handed)
             })
             .collect())
-    }
-    fn effects(&self, finished: &Finished, effects: &mut Effects) {
-        if finished.recorded {
-            effects.job_ended(&self.id);
-            match &finished.handed {
-                Some(delivery) => effects.handed(delivery.clone()),
-                None => effects.notification_due(),
-            }
-        }
     }
 }
 

@@ -435,7 +435,7 @@ fn queued_in(queue: &str) -> crate::db::jobs::Job {
 
 #[test]
 fn one_batch_mixes_submits_completions_and_kills() {
-    use super::super::{FinishJob, KillJob, SubmitJob};
+    use super::super::{FinishJob, KillJob, QueueStep, SubmitJob};
     use crate::db::jobs::{self, Outcome};
     use crate::model::{time, Zone};
     let h = Harness::new();
@@ -468,16 +468,18 @@ fn one_batch_mixes_submits_completions_and_kills() {
         zone,
         cutoff: 0,
     };
-    let finish = |attempt| FinishJob {
-        id: to_finish.id.clone(),
-        eshop_id: 1,
-        attempt,
-        outcome: Outcome::Failed,
-        log: "failed: test\n".into(),
-        zone,
-        result_ttl: time::SECOND,
-        claim_next: None,
-        handoff: None,
+    let finish = |attempt| {
+        QueueStep::End(FinishJob {
+            id: to_finish.id.clone(),
+            eshop_id: 1,
+            attempt,
+            outcome: Outcome::Failed,
+            log: "failed: test\n".into(),
+            zone,
+            result_ttl: time::SECOND,
+            claim_next: None,
+            handoff: None,
+        })
     };
     let submit = |job: &jobs::Job| SubmitJob {
         job: job.clone(),
@@ -493,9 +495,9 @@ fn one_batch_mixes_submits_completions_and_kills() {
 
     assert!(submitted.blocking_recv().unwrap().unwrap().created);
     assert_eq!(killed.blocking_recv().unwrap().unwrap().status, "killed");
-    assert!(finished.blocking_recv().unwrap().unwrap().recorded);
+    assert!(finished.blocking_recv().unwrap().unwrap().ended().recorded);
     // The same attempt's second end, later in the same batch, is refused by the fence.
-    assert!(!stale.blocking_recv().unwrap().unwrap().recorded);
+    assert!(!stale.blocking_recv().unwrap().unwrap().ended().recorded);
     assert_eq!(
         unknown.blocking_recv().unwrap().unwrap_err(),
         StoreError::NotFound
@@ -569,11 +571,13 @@ fn sqlite_submits_are_answered_before_the_rest_of_their_batch() {
     );
 }
 
-/// A run of job ends in one batch claims for all the workers it frees at once: each asking
-/// op gets its own job, none gets one twice, and the per-e-shop cap holds over the run.
+/// A run of queue steps in one batch claims once for all the workers it serves: the
+/// workers its ends free and the queue's idle ones. Each asking step gets its own jobs, in
+/// the run's order and up to what it asked, none twice, and the per-e-shop cap holds over
+/// the run.
 #[test]
-fn a_run_of_ends_hands_each_freed_worker_its_own_next_job() {
-    use super::super::{ClaimJobs, FinishJob};
+fn a_run_of_ends_and_claims_serves_each_worker_from_one_claim() {
+    use super::super::{ClaimJobs, FinishJob, QueueStep};
     use crate::db::jobs::{self, Outcome};
     use crate::model::{time, Zone};
     let h = Harness::new();
@@ -586,57 +590,73 @@ fn a_run_of_ends_hands_each_freed_worker_its_own_next_job() {
     let lease = now + 30 * time::SECOND;
     let claimed = jobs::claim(&mut conn, "snapshots", "n", 3, 10, lease, now).unwrap();
     assert_eq!(claimed.len(), 3);
-    let waiting: Vec<_> = (0..3).map(|_| pending_job()).collect();
+    let waiting: Vec<_> = (0..6).map(|_| pending_job()).collect();
     for job in &waiting {
         jobs::insert(&mut conn, job, None, time::SECOND).unwrap();
     }
-    let ends: Vec<_> = running
-        .iter()
-        .map(|job| {
-            queue(FinishJob {
-                id: job.id.clone(),
-                eshop_id: 1,
-                attempt: 1,
-                outcome: Outcome::Failed,
-                log: "failed: test\n".into(),
-                zone: Zone::utc(),
-                result_ttl: time::SECOND,
-                claim_next: Some(ClaimJobs {
-                    queue: "snapshots".into(),
-                    node: "n".into(),
-                    limit: 1,
-                    max_per_eshop: 2,
-                    lease: 30 * time::SECOND,
-                }),
-                handoff: None,
-            })
+    // At most 4 running jobs of the e-shop: the 3 ends free 3 places, so 4 of the 6
+    // waiting jobs start.
+    let claim = |limit| ClaimJobs {
+        queue: "snapshots".into(),
+        node: "n".into(),
+        limit,
+        max_per_eshop: 4,
+        lease: 30 * time::SECOND,
+    };
+    let end = |job: &crate::db::jobs::Job| {
+        QueueStep::End(FinishJob {
+            id: job.id.clone(),
+            eshop_id: 1,
+            attempt: 1,
+            outcome: Outcome::Failed,
+            log: "failed: test\n".into(),
+            zone: Zone::utc(),
+            result_ttl: time::SECOND,
+            claim_next: Some(claim(1)),
+            handoff: None,
         })
-        .collect();
-    let (queued, answers): (Vec<_>, Vec<_>) = ends.into_iter().unzip();
-    h.gated(queued, None);
-    let finished: Vec<_> = answers
-        .into_iter()
-        .map(|a| a.blocking_recv().unwrap().unwrap())
-        .collect();
-    assert!(finished.iter().all(|f| f.recorded));
-    let mut next: Vec<String> = finished
-        .iter()
-        .filter_map(|f| f.next.as_ref().map(|j| j.id.clone()))
-        .collect();
-    next.sort();
-    next.dedup();
-    // The cap of 2 running jobs per e-shop leaves the third waiting job pending.
-    assert_eq!(next.len(), 2, "{finished:?}");
+    };
+    let steps = vec![
+        end(&running[0]),
+        QueueStep::Claim(claim(2)),
+        end(&running[1]),
+        end(&running[2]),
+    ];
+    let done: Vec<_> = h.answers(steps).into_iter().map(Result::unwrap).collect();
+    let mut done = done.into_iter();
+    let first = done.next().unwrap().ended();
+    let idle = done.next().unwrap().claimed();
+    let (second, third) = (done.next().unwrap().ended(), done.next().unwrap().ended());
+    assert!(first.recorded && second.recorded && third.recorded);
     assert!(
-        finished[2].next.is_none(),
-        "the first asking ops are served first"
+        first.next.is_some(),
+        "the first asking step is served first"
     );
-    assert!(next.iter().all(|id| waiting.iter().any(|w| &w.id == id)));
+    assert_eq!(
+        idle.len(),
+        2,
+        "the queue's claim gets what it asked: {idle:?}"
+    );
+    assert!(second.next.is_some());
+    assert!(
+        third.next.is_none(),
+        "the cap of 4 leaves nothing for the last"
+    );
+    let mut started: Vec<String> = idle.iter().map(|j| j.id.clone()).collect();
+    started.extend(
+        [&first, &second]
+            .iter()
+            .map(|f| f.next.as_ref().unwrap().id.clone()),
+    );
+    started.sort();
+    started.dedup();
+    assert_eq!(started.len(), 4, "no job twice");
+    assert!(started.iter().all(|id| waiting.iter().any(|w| &w.id == id)));
     let pending = waiting
         .iter()
         .filter(|w| jobs::get(&mut conn, 1, &w.id, 0).unwrap().status == "pending")
         .count();
-    assert_eq!(pending, 1);
+    assert_eq!(pending, 2);
 }
 
 #[test]
