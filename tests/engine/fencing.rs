@@ -53,15 +53,11 @@ async fn stale_attempt_cannot_complete(backend: Backend) {
     .unwrap();
     assert_eq!(second[0].attempt, 2);
 
-    assert!(!end(
-        &mut conn,
-        first[0].eshop_id,
-        &id,
-        1,
-        &meta(),
-        "",
-        &zone
-    ));
+    let eshop = first[0].eshop_id;
+    let end_of = |conn: &mut _, attempt, outcome: &Outcome, log| {
+        end(conn, eshop, &id, attempt, outcome, log, &zone)
+    };
+    assert!(!end_of(&mut conn, 1, &meta(), ""));
     assert!(
         jobs::renew_leases(&mut conn, "node-a", std::slice::from_ref(&id), later)
             .unwrap()
@@ -71,24 +67,8 @@ async fn stale_attempt_cannot_complete(backend: Backend) {
         jobs::renew_leases(&mut conn, "node-b", std::slice::from_ref(&id), later).unwrap(),
         vec![(id.clone(), 2)]
     );
-    assert!(end(
-        &mut conn,
-        first[0].eshop_id,
-        &id,
-        2,
-        &Outcome::Failed,
-        "boom\n",
-        &zone
-    ));
-    assert!(!end(
-        &mut conn,
-        first[0].eshop_id,
-        &id,
-        2,
-        &meta(),
-        "",
-        &zone
-    ));
+    assert!(end_of(&mut conn, 2, &Outcome::Failed, "boom\n"));
+    assert!(!end_of(&mut conn, 2, &meta(), ""));
     assert_eq!(t.notifications_for(&id), 1);
     let job = t.get(&format!("/api/system/jobs/{id}")).await;
     assert_eq!(job.body["data"]["status"], "failed");
