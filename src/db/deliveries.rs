@@ -468,7 +468,7 @@ pub struct Attempt {
 /// nearly empty, read the whole table (20 000 rows for 14 recorded).
 const PG_RECORD: &str = "\
     WITH v AS ( \
-        SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(notification_id text, node text, \
+        SELECT * FROM json_to_recordset(?1::json) AS x(notification_id text, node text, \
             attempt integer, attempted_at bigint, webhook_id text, url text, \
             status_code integer, duration_ms bigint, error text, response_excerpt text, \
             status text, next_attempt_at bigint) \

@@ -55,7 +55,7 @@ struct Row<'a> {
 /// exactly the jobs it changed, in the same statement (and so the same transaction).
 const PG_FINISH_ALL: &str = "\
     WITH u AS ( \
-        SELECT * FROM jsonb_to_recordset(?1::jsonb) AS x(id text, attempt integer, \
+        SELECT * FROM json_to_recordset(?1::json) AS x(id text, attempt integer, \
             status text, log text, ext text, content_type text, size bigint, \
             valid_until bigint, seq integer, data text, inline text, notification_id text, \
             payload text, \
@@ -87,7 +87,7 @@ const PG_FINISH_ALL: &str = "\
 /// attempt still holds them.
 const PG_CLEAR: &str = "\
     DELETE FROM job_result_chunks c \
-    USING jsonb_to_recordset(?1::jsonb) AS x(id text, attempt integer), jobs j \
+    USING json_to_recordset(?1::json) AS x(id text, attempt integer), jobs j \
     WHERE c.job_id = x.id AND j.id = x.id AND j.attempt = x.attempt \
         AND j.status = 'running'";
 

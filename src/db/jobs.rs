@@ -226,7 +226,7 @@ const PG_INSERT_ALL: &str = "\
     SELECT id, eshop_id, endpoint, queue, status, params, creation_time, started_time, \
         completion_time, attempt, lease_owner, lease_expires, result_secret, result_ext, \
         result_content_type, result_size, valid_until, log \
-    FROM jsonb_to_recordset(?1::jsonb) AS x(id text, eshop_id bigint, endpoint text, \
+    FROM json_to_recordset(?1::json) AS x(id text, eshop_id bigint, endpoint text, \
         queue text, status text, params text, creation_time bigint, started_time bigint, \
         completion_time bigint, attempt integer, lease_owner text, lease_expires bigint, \
         result_secret text, result_ext text, result_content_type text, result_size bigint, \

@@ -154,7 +154,7 @@ pub fn whole_catalogue_pages(
     let found: Vec<Numbered> = prepared!(
         "SELECT s.i, p.guid, p.eshop_id, p.code, p.name, p.visibility, p.creation_time, \
             p.change_time \
-         FROM jsonb_to_recordset(?1::jsonb) AS s(i integer, eshop_id bigint, t bigint, guid text) \
+         FROM json_to_recordset(?1::json) AS s(i integer, eshop_id bigint, t bigint, guid text) \
          CROSS JOIN LATERAL ( \
             SELECT * FROM products q WHERE q.eshop_id = s.eshop_id \
                 AND (q.creation_time, q.guid) > \
