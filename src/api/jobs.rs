@@ -20,8 +20,6 @@ use std::time::Duration;
 pub const MAX_WAIT: i64 = 60;
 /// Longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-/// How often a waiting request re-reads a job that another node may finish.
-const WAIT_POLL: Duration = Duration::from_millis(500);
 
 fn job_not_found(id: &str) -> ApiError {
     ApiError::not_found("job-not-found", "Job", id)
@@ -206,7 +204,11 @@ pub async fn get(
         if job.status_at(now).is_finished() || tokio::time::Instant::now() >= deadline {
             return Ok(ok(shape.job(detail(&state, &job, now))));
         }
-        let poll = tokio::time::sleep(WAIT_POLL.min(deadline - tokio::time::Instant::now()));
+        // The job's end is signalled on every node (`ended`, across nodes by PostgreSQL's
+        // `NOTIFY`); the re-read every `poll_interval` only covers a signal that was lost,
+        // as the queues' poll does.
+        let reread = state.config.poll_interval;
+        let poll = tokio::time::sleep(reread.min(deadline - tokio::time::Instant::now()));
         tokio::pin!(poll);
         loop {
             tokio::select! {

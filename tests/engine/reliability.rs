@@ -230,9 +230,11 @@ async fn postgres_three_nodes_survive_a_kill_9() {
 }
 
 async fn new_job_wakes_a_worker_on_another_node(backend: Backend) {
-    // Nothing polls (1 h): only a wake-up signal can start the job. On PostgreSQL the job
-    // is submitted to node A, which has no snapshot workers, and runs on node B; SQLite is
-    // one node, where the submit wakes the local queue.
+    // Nothing polls (1 h): only a wake-up signal can start the job, and only the `ended:`
+    // signal can answer the `?wait` before its 20 s run out (the waiting request re-reads
+    // every `poll_interval`). On PostgreSQL the job is submitted to node A, which has no
+    // snapshot workers, runs on node B, and A hears of its end by B's `NOTIFY`; SQLite is
+    // one node, where the submit wakes the local queue and the end the waiting request.
     let no_poll = |c: &mut jobline::config::Config| c.poll_interval = Duration::from_secs(3600);
     let a = TestApp::spawn_with(backend, |c| {
         no_poll(c);
@@ -250,8 +252,15 @@ async fn new_job_wakes_a_worker_on_another_node(backend: Backend) {
         None
     };
     let job = a.submit_snapshot("").await;
+    let asked = Instant::now();
     let done = a.get(&format!("/api/system/jobs/{job}?wait=20")).await;
     assert_eq!(done.body["data"]["status"], "completed", "{}", done.body);
+    // A run that took the whole wait read the job once its 20 s ran out: no signal came.
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "the ?wait answered after {:?}: its end was not signalled",
+        asked.elapsed()
+    );
     if let Some(b) = b {
         b.shutdown().await;
     }
