@@ -7,7 +7,8 @@
 //!
 //! A passive checkpoint cannot restart the WAL while the writer keeps appending, so the
 //! writer's own automatic checkpoint stays as a backstop at [`WAL_PAGES`]: it then copies
-//! only what the last passive one left, and the WAL starts over from its beginning.
+//! only what the last passive one left, and the WAL starts over from its beginning (its
+//! file cut back to [`WAL_KEPT_BYTES`] should it have grown beyond).
 
 use super::{Backend, DbConnection};
 use diesel::sql_types::Integer;
@@ -26,7 +27,21 @@ const PAUSE: Duration = Duration::from_millis(50);
 const IDLE_PAUSE: Duration = Duration::from_millis(400);
 
 /// The WAL size (pages) at which a commit checkpoints by itself (SQLite's default is 1000).
-pub(crate) const WAL_PAGES: u32 = 8000;
+/// Under a steady load the passive checkpoints never catch up with the writer, so the WAL
+/// grows until this backstop, and each time the writer then waits for two `fsync`s (7 to
+/// 12 ms on a disk under load) while every submit waits for it. At 8 000 pages (32 MB) it
+/// came every 0.75 s at 15 000 submits/s: at 100 000 jobs the p99 of a submit in
+/// `--submit-only` was 27 to 31 ms; at 32 000 (128 MB) 11 to 16 ms, and the submit rate
+/// 13 % higher (docs/benchmarks.md, fifteenth session).
+pub(crate) const WAL_PAGES: u32 = 32000;
+
+/// The size the WAL file is cut back to when it starts over (`journal_size_limit`), should
+/// it have grown beyond the backstop (one very large transaction, or a reader that held
+/// the checkpoints back): the backstop's 32 000 frames of 4 120 bytes (a page and its
+/// header), 132 MB, with room for the commit that crosses it. Not less: cut back to 16 MB
+/// at every start, the file grew again block by block, and the submit rate fell 12 %
+/// below the 8 000-page backstop's.
+pub(crate) const WAL_KEPT_BYTES: u64 = 160 << 20;
 
 /// The running checkpointer; dropping it stops the thread.
 pub(crate) struct Checkpointer {
@@ -112,5 +127,23 @@ mod tests {
             .get_result(&mut conn)
             .unwrap();
         assert!(c.log > 0, "the WAL holds the writes");
+    }
+
+    #[test]
+    fn every_connection_keeps_the_wal_file_to_the_backstop() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::Sqlite(dir.path().join("c.db").display().to_string());
+        let DbConnection::Sqlite(mut conn) = backend.establish().unwrap() else {
+            unreachable!()
+        };
+        #[derive(QueryableByName)]
+        struct Limit {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            journal_size_limit: i64,
+        }
+        let limit: Limit = diesel::sql_query("PRAGMA journal_size_limit")
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(limit.journal_size_limit as u64, WAL_KEPT_BYTES);
     }
 }

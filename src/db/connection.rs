@@ -63,8 +63,9 @@ impl Backend {
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = {};",
-                    super::checkpoint::WAL_PAGES
+                     PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+                    super::checkpoint::WAL_PAGES,
+                    super::checkpoint::WAL_KEPT_BYTES
                 ))
                 .map_err(|e| format!("cannot configure SQLite database {path}: {e}"))?;
                 Ok(DbConnection::Sqlite(conn))
