@@ -31,11 +31,12 @@
 //! A batch that is one run of ops which can write themselves in a single statement
 //! ([`WriteOp::apply_all_alone`]: on PostgreSQL, a batch of submits without idempotency
 //! keys, or a webhook round that only records or only claims) is written so, its signals
-//! to other nodes in the same statement, outside a transaction: PostgreSQL commits the statement by itself, so the batch costs one round
-//! trip instead of four (`BEGIN`, the insert, the `NOTIFY`, `COMMIT`). With two nodes
-//! that is a third of the server's round trips to the database (docs/benchmarks.md,
-//! fourteenth session). Should the statement fail, nothing of it was written and the
-//! batch runs the usual way, which finds the op at fault.
+//! to other nodes in the same statement, outside a transaction: PostgreSQL commits the
+//! statement by itself, so the batch costs one round trip instead of four (`BEGIN`, the
+//! insert, the `NOTIFY`, `COMMIT`). With two nodes that is a third of the server's round
+//! trips to the database (docs/benchmarks.md, fourteenth session). Should the statement
+//! fail, nothing of it was written and the batch runs the usual way, which finds the op at
+//! fault.
 //!
 //! Two guards keep the writer serving: a write op that panics is caught and counts as its
 //! own failure (above); a batch that fails on a lost connection answers every sender
