@@ -95,6 +95,13 @@ pub struct Config {
     /// lost while a PostgreSQL listener reconnects, jobs whose lease was taken back).
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// Least time between two wake-up signals a node's writer sends other nodes for one
+    /// queue (PostgreSQL): each costs every listening node a wake-up, and a submit batch
+    /// comes every millisecond under load. A queue's new jobs reach idle workers on other
+    /// nodes at most this late; this node's own workers are woken at once. Zero signals
+    /// every batch.
+    #[serde(deserialize_with = "duration")]
+    pub wake_signal_interval: Duration,
     /// How long an operator's dashboard session lasts after signing in.
     #[serde(deserialize_with = "duration")]
     pub dashboard_session_ttl: Duration,
@@ -132,6 +139,10 @@ pub struct QueueConfig {
 /// The most `image_max_bytes` may be: a downloaded image is held whole in memory.
 const MAX_IMAGE_BYTES: u64 = 1 << 30;
 
+/// The longest `wake_signal_interval`: the contract promises other nodes' idle workers hear
+/// of a new job within milliseconds; a second is already generous.
+const MAX_WAKE_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -166,6 +177,7 @@ impl Default for Config {
             max_attempts: 3,
             shutdown_grace: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            wake_signal_interval: Duration::from_millis(5),
             dashboard_session_ttl: Duration::from_secs(12 * 3600),
             queues: BTreeMap::new(),
         }
@@ -278,6 +290,12 @@ impl Config {
         }
         if self.webhook_retry_schedule.is_empty() {
             return bad("webhook_retry_schedule", "must list at least one delay");
+        }
+        if self.wake_signal_interval > MAX_WAKE_SIGNAL_INTERVAL {
+            return bad(
+                "wake_signal_interval",
+                "must be at most 1s (idle workers on other nodes wait for it)",
+            );
         }
         if self.heartbeat.is_zero() || self.heartbeat >= self.lease {
             return bad("heartbeat", "must be above zero and shorter than `lease`");
@@ -584,6 +602,15 @@ mod tests {
             jail.set_env("JOBLINE_OUTBOUND_PROXY", "socks5://proxy:1080");
             let e = Config::load(None).unwrap_err();
             assert!(e.contains("outbound_proxy"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("JOBLINE_WAKE_SIGNAL_INTERVAL", "2s");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.contains("wake_signal_interval"), "{e}");
+            jail.set_env("JOBLINE_WAKE_SIGNAL_INTERVAL", "0s");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.wake_signal_interval, Duration::ZERO);
             Ok(())
         });
         Jail::expect_with(|jail| {

@@ -136,6 +136,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             writer_conn,
             backend.clone(),
             config.write_batch_max,
+            config.wake_signal_interval,
             faults.clone(),
             events.clone(),
         ),

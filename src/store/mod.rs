@@ -21,6 +21,7 @@ mod metrics_ops;
 mod page_reader;
 mod product_ops;
 mod reader;
+mod wake_pacer;
 mod webhook_ops;
 mod writer;
 

@@ -52,6 +52,7 @@
 
 use super::effects::{Effects, Publish};
 use super::link::{Link, Setup};
+use super::wake_pacer::WakePacer;
 use crate::db::deliveries;
 use crate::db::signals::{self, Signal};
 use crate::db::{Backend, DbConnection};
@@ -60,7 +61,9 @@ use crate::faults::{FailurePoint, FailurePoints};
 use diesel::Connection;
 use std::any::{Any, TypeId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// A write: what it does inside the batch transaction, and what it answers.
@@ -159,7 +162,8 @@ trait Pending: Send + Any {
         faults: &FailurePoints,
     ) -> (usize, bool);
     /// Writes this write and the rest of its batch, all of its type, by
-    /// [`WriteOp::apply_all_alone`], and keeps their outcomes once it succeeds. `None`
+    /// [`WriteOp::apply_all_alone`] with the `signals` of their effects, and keeps their
+    /// outcomes once it succeeds. `None`
     /// when they cannot be written so (another type in the batch, an armed failure point
     /// left to the usual path, or the op's own choice); an error keeps no outcome. Either
     /// way nothing was written.
@@ -168,6 +172,7 @@ trait Pending: Send + Any {
         rest: &mut [Box<dyn Pending>],
         conn: &mut DbConnection,
         faults: &FailurePoints,
+        signals: &dyn Fn(&Effects) -> Vec<Signal>,
     ) -> Option<StoreResult<()>>;
     /// For [`Pending::run_all`]: the queued write as its own type.
     fn as_any(&mut self) -> &mut dyn Any;
@@ -276,6 +281,7 @@ impl<M: WriteOp> Pending for Queued<M> {
         rest: &mut [Box<dyn Pending>],
         conn: &mut DbConnection,
         faults: &FailurePoints,
+        to_send: &dyn Fn(&Effects) -> Vec<Signal>,
     ) -> Option<StoreResult<()>> {
         let whole_run = rest.iter().all(|p| (**p).type_id() == TypeId::of::<Self>());
         if !whole_run || M::FAILURE_POINT.is_some_and(|point| faults.armed(point)) {
@@ -289,7 +295,7 @@ impl<M: WriteOp> Pending for Queued<M> {
                 op.effects(output, &mut effects);
             }
             effects.dedup();
-            effects.signals()
+            to_send(&effects)
         };
         let written = catch_unwind(AssertUnwindSafe(|| {
             M::apply_all_alone(&ops, conn, &signals)
@@ -351,22 +357,32 @@ pub struct StoreWriter {
 impl StoreWriter {
     /// Starts the writer thread(s): one on SQLite, on `conn`; one per [`Lane`] on
     /// PostgreSQL, the first on `conn`, the others on connections of their own (each
-    /// reopened when lost). What their batches commit is published to `publish`.
+    /// reopened when lost). What their batches commit is published to `publish`; other
+    /// nodes hear of a queue's new jobs at most once per `wake_interval` and writer
+    /// ([`WakePacer`]).
     pub fn start(
         conn: DbConnection,
         backend: Backend,
         batch_max: usize,
+        wake_interval: Duration,
         faults: Arc<FailurePoints>,
         publish: Arc<dyn Publish>,
     ) -> StoreWriter {
         let batch_max = batch_max.max(1);
+        // SQLite is one node: no one to signal.
+        let wake_interval = if backend.is_postgres() {
+            wake_interval
+        } else {
+            Duration::ZERO
+        };
         let spawn = |link: Link, name: &str| {
             let (tx, rx) = mpsc::channel::<Box<dyn Pending>>();
             let faults = faults.clone();
             let publish = publish.clone();
+            let pacer = WakePacer::new(wake_interval);
             std::thread::Builder::new()
                 .name(name.into())
-                .spawn(move || write_loop(link, rx, batch_max, &faults, &*publish))
+                .spawn(move || write_loop(link, rx, batch_max, pacer, &faults, &*publish))
                 .expect("spawn writer thread");
             tx
         };
@@ -406,11 +422,24 @@ fn write_loop(
     mut link: Link,
     rx: mpsc::Receiver<Box<dyn Pending>>,
     batch_max: usize,
+    mut pacer: WakePacer,
     faults: &FailurePoints,
     publish: &dyn Publish,
 ) {
     let mut batch: Vec<Box<dyn Pending>> = Vec::with_capacity(batch_max);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let next = match pacer.due() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        let first = match next {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                send_owed_wake_ups(&mut link, &mut pacer);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         batch.push(first);
         while batch.len() < batch_max {
             match rx.try_recv() {
@@ -424,8 +453,25 @@ fn write_loop(
             batch.drain(..).partition(|p| p.lane() == Lane::Submits);
         for part in [submits, rest] {
             if !part.is_empty() {
-                commit_and_answer(&mut link, part, faults, publish);
+                commit_and_answer(&mut link, part, &mut pacer, faults, publish);
             }
+        }
+    }
+}
+
+/// The wake-ups no batch took within their interval, sent by themselves ([`WakePacer`]).
+fn send_owed_wake_ups(link: &mut Link, pacer: &mut WakePacer) {
+    let (nothing, now) = (Effects::default(), Instant::now());
+    let sent = match link.connection() {
+        Some(conn) => signals::notify(conn, &pacer.signals(&nothing, now)),
+        None => Err(diesel::result::Error::BrokenTransactionManager),
+    };
+    match sent {
+        Ok(()) => pacer.committed(&nothing, now),
+        Err(e) => {
+            log::debug!("owed wake-ups not sent ({e}); other nodes' polls find the jobs");
+            link.lost_after_failure();
+            pacer.forget_owed();
         }
     }
 }
@@ -434,15 +480,20 @@ fn write_loop(
 fn commit_and_answer(
     link: &mut Link,
     mut batch: Vec<Box<dyn Pending>>,
+    pacer: &mut WakePacer,
     faults: &FailurePoints,
     publish: &dyn Publish,
 ) {
+    let now = Instant::now();
     let commit = match link.connection() {
-        Some(conn) => commit_batch(conn, &mut batch, faults),
+        Some(conn) => commit_batch(conn, &mut batch, |e| pacer.signals(e, now), faults),
         None => Err(StoreError::Unavailable),
     };
     let (commit, effects) = match commit {
-        Ok(effects) => (Ok(()), effects),
+        Ok(effects) => {
+            pacer.committed(&effects, now);
+            (Ok(()), effects)
+        }
         Err(_) if link.lost_after_failure() => (Err(StoreError::Unavailable), Effects::default()),
         Err(e) => (Err(e), Effects::default()),
     };
@@ -457,20 +508,22 @@ fn commit_and_answer(
 }
 
 /// Runs a batch in one transaction with no savepoint and commits it; when an op fails,
-/// runs it again with a savepoint per op (module doc). Answers the committed ops' effects.
+/// runs it again with a savepoint per op (module doc). Other nodes get `to_send` of the
+/// committed ops' effects; answers those effects.
 fn commit_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
+    to_send: impl Fn(&Effects) -> Vec<Signal>,
     faults: &FailurePoints,
 ) -> StoreResult<Effects> {
-    if let Some(effects) = commit_alone(conn, batch, faults) {
+    if let Some(effects) = commit_alone(conn, batch, &to_send, faults) {
         return Ok(effects);
     }
     let mut op_failed = false;
-    let mut outcome = run_batch(conn, batch, false, faults, &mut op_failed);
+    let mut outcome = run_batch(conn, batch, false, &to_send, faults, &mut op_failed);
     if op_failed && batch.len() > 1 {
         op_failed = false;
-        outcome = run_batch(conn, batch, true, faults, &mut op_failed);
+        outcome = run_batch(conn, batch, true, &to_send, faults, &mut op_failed);
     }
     outcome.map_err(|e| {
         if !op_failed {
@@ -486,10 +539,11 @@ fn commit_batch(
 fn commit_alone(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
+    to_send: &dyn Fn(&Effects) -> Vec<Signal>,
     faults: &FailurePoints,
 ) -> Option<Effects> {
     let (first, rest) = batch.split_first_mut()?;
-    if let Err(e) = first.run_alone(rest, conn, faults)? {
+    if let Err(e) = first.run_alone(rest, conn, faults, to_send)? {
         log::debug!(
             "a batch of {} written alone failed ({e}); run the usual way",
             batch.len()
@@ -511,6 +565,7 @@ fn run_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Pending>],
     savepoints: bool,
+    to_send: &dyn Fn(&Effects) -> Vec<Signal>,
     faults: &FailurePoints,
     op_failed: &mut bool,
 ) -> Result<Effects, diesel::result::Error> {
@@ -536,7 +591,7 @@ fn run_batch(
         }
         effects.dedup();
         // Other nodes hear of it once, exactly when it commits.
-        signals::notify(c, &effects.signals())?;
+        signals::notify(c, &to_send(&effects))?;
         Ok(effects)
     })
 }

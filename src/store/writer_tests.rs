@@ -93,6 +93,11 @@ impl Harness {
 
     /// On a fresh SQLite file (`server` None) or a fresh PostgreSQL database.
     fn on(server: Option<String>) -> Harness {
+        Harness::paced(server, Duration::ZERO)
+    }
+
+    /// As [`Harness::on`], waking other nodes at most once per `wake_interval`.
+    fn paced(server: Option<String>, wake_interval: Duration) -> Harness {
         let db = crate::bench::database::BenchDatabase::create(server.as_deref()).unwrap();
         let backend = Backend::from_url(&db.url).unwrap();
         let mut conn = backend.establish().unwrap();
@@ -105,7 +110,8 @@ impl Harness {
         let loop_faults = faults.clone();
         let published = Arc::new(Recorder::default());
         let publish = published.clone();
-        std::thread::spawn(move || write_loop(link, rx, 100, &loop_faults, &*publish));
+        let pacer = WakePacer::new(wake_interval);
+        std::thread::spawn(move || write_loop(link, rx, 100, pacer, &loop_faults, &*publish));
         Harness {
             tx,
             backend,
@@ -774,7 +780,14 @@ fn lanes_commit_side_by_side_only_on_postgres(server: Option<String>) {
     conn.batch_execute("CREATE TABLE t (n BIGINT NOT NULL)")
         .unwrap();
     let publish: Arc<dyn Publish> = Arc::new(Recorder(Default::default()));
-    let writer = StoreWriter::start(conn, backend.clone(), 100, Arc::default(), publish);
+    let writer = StoreWriter::start(
+        conn,
+        backend.clone(),
+        100,
+        Duration::ZERO,
+        Arc::default(),
+        publish,
+    );
     let rows = || {
         let mut conn = backend.establish().unwrap();
         diesel::sql_query("SELECT n FROM t ORDER BY n")
@@ -871,7 +884,7 @@ fn postgres_the_deliveries_lane_plans_on_indexes_on_every_connection() {
     let conn = backend.establish().unwrap();
     let faults = Arc::new(FailurePoints::default());
     let publish: Arc<dyn Publish> = Arc::new(Recorder(Default::default()));
-    let writer = StoreWriter::start(conn, backend, 100, faults.clone(), publish);
+    let writer = StoreWriter::start(conn, backend, 100, Duration::ZERO, faults.clone(), publish);
     assert_eq!(run(writer.write(ScansOnDeliveries)).unwrap(), "off");
     assert_eq!(run(writer.write(ScansOnJobs)).unwrap(), "on");
     faults.arm(FailurePoint::WriterConnectionLost);
@@ -880,4 +893,63 @@ fn postgres_the_deliveries_lane_plans_on_indexes_on_every_connection() {
         Err(StoreError::Unavailable)
     );
     assert_eq!(run(writer.write(ScansOnDeliveries)).unwrap(), "off");
+}
+
+/// Writes nothing and reports jobs queued in queue `q`.
+struct QueuesJobs;
+
+impl WriteOp for QueuesJobs {
+    type Output = ();
+    fn apply(&self, _: &mut DbConnection) -> StoreResult<()> {
+        Ok(())
+    }
+    fn effects(&self, _: &(), effects: &mut Effects) {
+        effects.job_queued("q");
+    }
+}
+
+/// Three batches that queue jobs, one right after another: other nodes hear the first at
+/// once and the rest in one owed wake-up that the writer sends by itself when the interval
+/// ends (no batch comes to carry it); this node hears every batch.
+#[test]
+fn postgres_other_nodes_are_woken_once_per_interval_and_an_owed_wake_up_goes_by_itself() {
+    use diesel::PgConnection;
+    let interval = Duration::from_millis(400);
+    let h = Harness::paced(Some(crate::bench::database::test_server()), interval);
+    let DbConnection::Pg(mut listener) = h.backend.establish().unwrap() else {
+        unreachable!("a PostgreSQL harness")
+    };
+    listener
+        .batch_execute(&format!("LISTEN {}", signals::CHANNEL))
+        .unwrap();
+    let mut heard: Vec<(String, Instant)> = Vec::new();
+    let mut hear = |listener: &mut PgConnection, until: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while heard.len() < until && Instant::now() < deadline {
+            for n in listener.notifications_iter() {
+                heard.push((n.unwrap().payload, Instant::now()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let first = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(h.answers(vec![QueuesJobs]), [Ok(())]);
+    }
+    hear(&mut listener, 2);
+    let payloads: Vec<&str> = heard.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        payloads,
+        ["wake:q", "wake:q"],
+        "the held-back wake-up never came"
+    );
+    assert!(
+        heard[1].1.duration_since(first) >= interval - Duration::from_millis(50),
+        "the second wake-up came {:?} after the first batch, within the interval",
+        heard[1].1.duration_since(first)
+    );
+    // This node's own queues were woken by every batch.
+    let published = h.published();
+    assert_eq!(published.len(), 3);
+    assert!(published.iter().all(|e| e.queued == ["q"]));
 }
