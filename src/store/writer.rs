@@ -26,7 +26,8 @@
 //! ([`WriteOp::effects`]); those of the ops that committed go to other nodes in one
 //! `NOTIFY` statement at the end of the batch's transaction (PostgreSQL), and to this node
 //! once the batch has committed ([`Publish`]). An op rolled back to its savepoint, or a
-//! batch rolled back, publishes nothing.
+//! batch rolled back, publishes nothing. Wake-ups to other nodes are paced: a queue's at
+//! most once per `wake_signal_interval` and writer thread ([`WakePacer`]).
 //!
 //! A batch that is one run of ops which can write themselves in a single statement
 //! ([`WriteOp::apply_all_alone`]: on PostgreSQL, a batch of submits without idempotency
@@ -162,9 +163,8 @@ trait Pending: Send + Any {
         faults: &FailurePoints,
     ) -> (usize, bool);
     /// Writes this write and the rest of its batch, all of its type, by
-    /// [`WriteOp::apply_all_alone`] with the `signals` of their effects, and keeps their
-    /// outcomes once it succeeds. `None`
-    /// when they cannot be written so (another type in the batch, an armed failure point
+    /// [`WriteOp::apply_all_alone`], sending other nodes `to_send` of their effects, and
+    /// keeps their outcomes once it succeeds. `None` when they cannot be written so (another type in the batch, an armed failure point
     /// left to the usual path, or the op's own choice); an error keeps no outcome. Either
     /// way nothing was written.
     fn run_alone(
@@ -172,7 +172,7 @@ trait Pending: Send + Any {
         rest: &mut [Box<dyn Pending>],
         conn: &mut DbConnection,
         faults: &FailurePoints,
-        signals: &dyn Fn(&Effects) -> Vec<Signal>,
+        to_send: &dyn Fn(&Effects) -> Vec<Signal>,
     ) -> Option<StoreResult<()>>;
     /// For [`Pending::run_all`]: the queued write as its own type.
     fn as_any(&mut self) -> &mut dyn Any;
@@ -460,16 +460,18 @@ fn write_loop(
 }
 
 /// The wake-ups no batch took within their interval, sent by themselves ([`WakePacer`]).
+/// Should the database be out of reach, they are forgotten: other nodes' polls find the
+/// jobs, as after any lost signal.
 fn send_owed_wake_ups(link: &mut Link, pacer: &mut WakePacer) {
     let (nothing, now) = (Effects::default(), Instant::now());
-    let sent = match link.connection() {
-        Some(conn) => signals::notify(conn, &pacer.signals(&nothing, now)),
-        None => Err(diesel::result::Error::BrokenTransactionManager),
+    let Some(conn) = link.connection() else {
+        pacer.forget_owed();
+        return;
     };
-    match sent {
+    match signals::notify(conn, &pacer.signals(&nothing, now)) {
         Ok(()) => pacer.committed(&nothing, now),
         Err(e) => {
-            log::debug!("owed wake-ups not sent ({e}); other nodes' polls find the jobs");
+            log::warn!("owed wake-ups to other nodes not sent: {e}");
             link.lost_after_failure();
             pacer.forget_owed();
         }
