@@ -6,9 +6,9 @@
 //! wake-up tells another node "look at this queue"; one that says it again a millisecond
 //! later tells it nothing new unless it has already looked. So a writer sends a queue's
 //! wake-up at most once per `interval`: a batch within the interval owes it, and the owed
-//! wake-up goes with the first batch after the interval, or by itself when the interval
-//! ends with no batch ([`WakePacer::due`]). An idle worker on another node so hears of a
-//! new job at most `interval` late; this node's own queues are woken after every batch,
+//! wake-up goes with the first batch after the interval, or by itself `interval` after the
+//! first batch that owed it ([`WakePacer::due`]). An idle worker on another node so hears
+//! of a new job at most `interval` late; this node's own queues are woken after every batch,
 //! as before (only the signals to other nodes are paced). Kills and ends are never paced:
 //! each names its own jobs.
 
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub(super) struct WakePacer {
     /// Least time between two wake-ups of one queue; zero sends one with every batch.
     interval: Duration,
-    /// By queue: when its last wake-up was sent, and whether a later one is owed.
+    /// By queue: when its last wake-up was sent, and since when a later one is owed.
     queues: BTreeMap<String, Paced>,
 }
 
@@ -30,8 +30,8 @@ pub(super) struct WakePacer {
 struct Paced {
     /// When the last wake-up of the queue was committed.
     sent: Instant,
-    /// A batch since then queued jobs in it and did not say so.
-    owed: bool,
+    /// When the first batch since then committed that queued jobs in it and did not say so.
+    owed_since: Option<Instant>,
 }
 
 impl WakePacer {
@@ -54,7 +54,8 @@ impl WakePacer {
             _ => true,
         });
         for (queue, paced) in &self.queues {
-            if paced.owed && !effects.queued.contains(queue) && self.may_send(queue, now) {
+            let owed = paced.owed_since.is_some();
+            if owed && !effects.queued.contains(queue) && self.may_send(queue, now) {
                 signals.push(Signal::Wake(queue.clone()));
             }
         }
@@ -64,39 +65,34 @@ impl WakePacer {
     /// The batch with `effects` committed at `now` with [`WakePacer::signals`]`(effects,
     /// now)`: its wake-ups were sent, the ones it held back are owed.
     pub(super) fn committed(&mut self, effects: &Effects, now: Instant) {
+        let sent = Paced {
+            sent: now,
+            owed_since: None,
+        };
         for queue in &effects.queued {
-            if !self.may_send(queue, now) {
-                if let Some(paced) = self.queues.get_mut(queue) {
-                    paced.owed = true;
-                }
-                continue;
+            if self.may_send(queue, now) {
+                self.queues.insert(queue.clone(), sent);
+            } else if let Some(paced) = self.queues.get_mut(queue) {
+                paced.owed_since = paced.owed_since.or(Some(now));
             }
-            self.queues.insert(
-                queue.clone(),
-                Paced {
-                    sent: now,
-                    owed: false,
-                },
-            );
         }
         let interval = self.interval;
         for paced in self.queues.values_mut() {
-            if paced.owed && now.duration_since(paced.sent) >= interval {
-                *paced = Paced {
-                    sent: now,
-                    owed: false,
-                };
+            if paced.owed_since.is_some() && now.duration_since(paced.sent) >= interval {
+                *paced = sent;
             }
         }
     }
 
-    /// When the earliest owed wake-up must go, if one is owed: the writer sends it by
-    /// itself then, unless a batch took it first.
+    /// When the earliest owed wake-up must go, if one is owed: `interval` after the first
+    /// batch that owed it, so that any batch before then may carry it (under a steady
+    /// trickle of submits one does, and no statement of its own is needed); the writer
+    /// sends it by itself then.
     pub(super) fn due(&self) -> Option<Instant> {
         self.queues
             .values()
-            .filter(|p| p.owed)
-            .map(|p| p.sent + self.interval)
+            .filter_map(|p| p.owed_since)
+            .map(|since| since + self.interval)
             .min()
     }
 
@@ -104,7 +100,7 @@ impl WakePacer {
     /// jobs by their poll, as after any lost signal).
     pub(super) fn forget_owed(&mut self) {
         for paced in self.queues.values_mut() {
-            paced.owed = false;
+            paced.owed_since = None;
         }
     }
 
@@ -148,23 +144,28 @@ mod tests {
         assert_eq!(pacer.due(), None);
         assert!(batch(&mut pacer, &snapshots, t0 + ms(1)).is_empty());
         assert!(batch(&mut pacer, &snapshots, t0 + ms(4)).is_empty());
-        assert_eq!(pacer.due(), Some(t0 + ms(5)), "owed at the interval's end");
+        assert_eq!(
+            pacer.due(),
+            Some(t0 + ms(6)),
+            "due an interval after the first batch that owed it"
+        );
         // Another queue is paced on its own.
         assert_eq!(
             batch(&mut pacer, &queued(&["images"]), t0 + ms(4)),
             ["wake:images"]
         );
-        // A batch after the interval that queued nothing carries the owed wake-up.
+        // A batch after the interval, before the wake-up is due, carries it, though it
+        // queued nothing itself.
         assert_eq!(
-            batch(&mut pacer, &Effects::default(), t0 + ms(6)),
+            batch(&mut pacer, &Effects::default(), t0 + ms(5)),
             ["wake:snapshots"]
         );
         assert_eq!(pacer.due(), None);
         // The interval starts again from that wake-up.
         assert!(batch(&mut pacer, &snapshots, t0 + ms(7)).is_empty());
-        assert_eq!(pacer.due(), Some(t0 + ms(11)));
+        assert_eq!(pacer.due(), Some(t0 + ms(12)));
         assert_eq!(
-            batch(&mut pacer, &snapshots, t0 + ms(11)),
+            batch(&mut pacer, &snapshots, t0 + ms(10)),
             ["wake:snapshots"]
         );
         assert_eq!(pacer.due(), None);
