@@ -4,18 +4,21 @@
 //! signed webhook and for every job to read `completed`, and prints one JSON line.
 //!
 //! One file per part: [`database`] (the fresh database and the final check), [`nodes`]
-//! (the server processes and their `/proc` figures), [`receiver`] (the webhook receiver),
-//! [`load`] (the load generator) and [`report`] (the JSON line).
+//! (the server processes), [`procfs`] (what `/proc` tells of them, of the bench and of a
+//! PostgreSQL server on this machine), [`receiver`] (the webhook receiver), [`load`] (the
+//! load generator) and [`report`] (the JSON line).
 
 pub(crate) mod database;
 mod load;
 mod nodes;
+mod procfs;
 mod receiver;
 mod report;
 
 use clap::Args;
 use database::BenchDatabase;
 use nodes::ServeNode;
+use procfs::PostgresCpu;
 use receiver::Receiver;
 use report::{round, Errors, Latency, Report};
 use serde_json::{json, Value};
@@ -178,12 +181,14 @@ fn submit_only_report(
     db: &BenchDatabase,
     mut servers: Vec<ServeNode>,
     submitted: load::Submitted,
+    database_cpu: PostgresCpu,
 ) -> Result<Report, String> {
     if !servers.iter_mut().all(ServeNode::alive) {
         return Err("a jobline serve process exited during the run".into());
     }
     let outcome = db.outcome()?;
     let usage: Vec<nodes::Usage> = servers.iter().map(ServeNode::usage).collect();
+    let database_cpu_s = database_cpu.used();
     let bad_exits = servers
         .into_iter()
         .map(ServeNode::stop)
@@ -213,7 +218,7 @@ fn submit_only_report(
         ),
         latency_ms: Latency::of(latencies),
         wall_s: round(secs, 3),
-        ..report(args, db, &usage, errors)
+        ..report(args, db, &usage, database_cpu_s, errors)
     })
 }
 
@@ -232,8 +237,9 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         .map_err(|e| e.to_string())?;
 
     if args.submit_only {
+        let database_cpu = PostgresCpu::start(db.backend == "postgres");
         let submitted = submit_all(args, &client, &bases, &tokens).await?;
-        return submit_only_report(args, db, servers, submitted);
+        return submit_only_report(args, db, servers, submitted, database_cpu);
     }
 
     // Each e-shop's signing key, so the receiver can verify every delivery.
@@ -253,6 +259,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         request(client.post(&url).bearer_auth(token).json(&hook), &url).await?;
     }
 
+    let database_cpu = PostgresCpu::start(db.backend == "postgres");
     let submitted = submit_all(args, &client, &bases, &tokens).await?;
     // Every accepted job's webhook, then every notification recorded as delivered.
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -271,6 +278,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         outcome = db.outcome()?;
     }
     let usage: Vec<nodes::Usage> = servers.iter().map(ServeNode::usage).collect();
+    let database_cpu_s = database_cpu.used();
     let bad_exits = servers
         .into_iter()
         .map(ServeNode::stop)
@@ -312,13 +320,19 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
             last_webhook.duration_since(submitted.first).as_secs_f64(),
             3,
         ),
-        ..report(args, db, &usage, errors)
+        ..report(args, db, &usage, database_cpu_s, errors)
     })
 }
 
 /// The fields of a report both modes fill alike; the rates, latency and wall time are
 /// left at zero for the caller.
-fn report(args: &BenchArgs, db: &BenchDatabase, usage: &[nodes::Usage], errors: Errors) -> Report {
+fn report(
+    args: &BenchArgs,
+    db: &BenchDatabase,
+    usage: &[nodes::Usage],
+    database_cpu_s: Option<f64>,
+    errors: Errors,
+) -> Report {
     Report {
         backend: db.backend,
         nodes: args.nodes,
@@ -332,7 +346,8 @@ fn report(args: &BenchArgs, db: &BenchDatabase, usage: &[nodes::Usage], errors: 
         latency_ms: Latency::default(),
         server_peak_rss_mb: round(usage.iter().map(|u| u.peak_rss_mb).fold(0.0, f64::max), 1),
         server_cpu_s: round(usage.iter().map(|u| u.cpu_s).sum(), 2),
-        bench_cpu_s: round(nodes::own_cpu_seconds(), 2),
+        bench_cpu_s: round(procfs::own_cpu_seconds(), 2),
+        database_cpu_s: database_cpu_s.map(|s| round(s, 2)),
         wall_s: 0.0,
         errors: errors.total(),
         error_detail: errors,

@@ -86,6 +86,10 @@ pub(crate) struct Report {
     pub(crate) server_cpu_s: f64,
     /// CPU time of the bench itself (client and receiver).
     pub(crate) bench_cpu_s: f64,
+    /// CPU time of the PostgreSQL server from the first submit to the end (every
+    /// `postgres` process on this machine, so other work on the server counts too); null
+    /// for SQLite or a server on another machine.
+    pub(crate) database_cpu_s: Option<f64>,
     /// Seconds from the first submit to the last webhook (with `--submit-only`: to the
     /// last answer).
     pub(crate) wall_s: f64,

@@ -76,6 +76,25 @@ async fn bench_reports_every_job_without_errors(backend: Backend) {
     assert_eq!(report["backend"], name);
     assert_eq!(report["nodes"], nodes);
     assert_eq!(report["concurrency"], 8);
+    // The database's CPU: none to count for SQLite (even with a PostgreSQL server running
+    // beside it); something for a PostgreSQL server on this machine, which did the run's
+    // writes.
+    let database_cpu = &report["database_cpu_s"];
+    match backend {
+        Backend::Sqlite => assert!(database_cpu.is_null(), "{report}"),
+        Backend::Postgres if server_is_here() => {
+            assert!(database_cpu.as_f64().unwrap() > 0.0, "{report}")
+        }
+        Backend::Postgres => {}
+    }
+}
+
+/// Whether the tests' PostgreSQL server runs on this machine (its processes are in /proc).
+fn server_is_here() -> bool {
+    let url = pg_server_url();
+    ["@127.0.0.1", "@localhost", "@[::1]"]
+        .iter()
+        .any(|host| url.contains(host))
 }
 
 async fn bench_offers_a_fixed_rate(backend: Backend) {
