@@ -296,6 +296,23 @@ async fn delivers_signed_job_finished(backend: Backend) {
     );
 }
 
+/// A delivery that ends while the node stops is recorded before it exits, although its
+/// record may wait for others to share a round (`RECORD_DELAY` in the dispatcher).
+async fn a_delivered_attempt_is_recorded_before_the_node_stops(backend: Backend) {
+    let t = spawn(backend, |_| {}).await;
+    let mut rx = Receiver::start(|_| Reply::Status(204));
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    let hit = rx.next().await;
+    let id = hit.headers["webhook-id"].clone();
+    // Stop as soon as the receiver has the request: the answer is still on its way back.
+    let db = t.stop().await;
+    let mut conn = db.connect();
+    let recorded = jobline::db::deliveries::attempts_of(&mut conn, &id).unwrap();
+    assert_eq!(recorded.len(), 1, "{job_id}: {recorded:?}");
+    assert_eq!(recorded[0].1, Some(204), "{recorded:?}");
+}
+
 async fn retries_until_success(backend: Backend) {
     let t = spawn(backend, |_| {}).await;
     let mut rx = Receiver::start(|n| Reply::Status(if n < 2 { 500 } else { 200 }));
@@ -1247,6 +1264,7 @@ async fn one_recorded_batch_gives_each_attempt_its_outcome(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_delivered_attempt_is_recorded_before_the_node_stops,
     mixed_outcomes_each_get_their_own_record,
     one_recorded_batch_gives_each_attempt_its_outcome,
     a_batch_for_many_targets_is_delivered_once_each,

@@ -24,6 +24,11 @@
 //! left, a kill, a redelivery), when a claim came back full, and at its poll; a round that
 //! only records attempts claims nothing.
 //!
+//! A round that would only record waits until a round's worth of attempts has finished
+//! (one per slot) or the first of them finished [`RECORD_DELAY`] ago: under a moderate load
+//! each delivery would otherwise be recorded by a round (a transaction and its commit) of
+//! its own. The webhook has arrived by then; only the record of it waits.
+//!
 //! One actor with `webhook_workers` delivery slots, rather than an actor per slot: a
 //! delivery is an awaited HTTP request, and the actor runs as many of them at once as it
 //! has slots, so a pool of actors would add mailboxes and hand-offs, not parallelism.
@@ -42,11 +47,17 @@ use crate::store::{DeliveryRound, Handoff};
 use actix::prelude::*;
 use rand::Rng;
 use std::collections::{HashSet, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Notifications claimed ahead, waiting for a slot, in multiples of `webhook_workers`.
 const AHEAD: u32 = 3;
+
+/// How long a finished attempt may wait for others to be recorded with it, when a round
+/// would only record: the most that the notification's state (`success`, the attempt's
+/// row) shows later than the delivery. Does not apply while a claim is wanted or the node
+/// drains.
+const RECORD_DELAY: Duration = Duration::from_millis(10);
 
 /// How much longer than `(AHEAD + 1) × webhook_timeout` a claim lasts (a claimed
 /// notification may wait for a slot as long as `AHEAD` deliveries take, one after another,
@@ -72,6 +83,10 @@ pub struct WebhookDispatcher {
     waiting: VecDeque<ClaimedDelivery>,
     /// Attempts that finished and wait for the next round to record them.
     finished: Vec<Attempt>,
+    /// When the oldest of `finished` finished.
+    finished_since: Option<Instant>,
+    /// A round is due at [`RECORD_DELAY`] after `finished_since` (a timer is set).
+    record_timer: bool,
     /// A round is under way.
     in_round: bool,
     /// The round under way claims: no room is offered meanwhile.
@@ -99,6 +114,8 @@ impl WebhookDispatcher {
             delivering: 0,
             waiting: VecDeque::new(),
             finished: Vec::new(),
+            finished_since: None,
+            record_timer: false,
             in_round: false,
             claiming: false,
             want_claim: true,
@@ -139,7 +156,7 @@ impl WebhookDispatcher {
             return;
         }
         let limit = if self.want_claim { self.room() } else { 0 };
-        if limit == 0 && self.finished.is_empty() {
+        if limit == 0 && (self.finished.is_empty() || self.record_later(ctx)) {
             return;
         }
         if limit > 0 {
@@ -197,13 +214,36 @@ impl WebhookDispatcher {
             .spawn(ctx);
     }
 
+    /// Whether the finished attempts wait for more before a round records them: fewer than
+    /// one per slot, the oldest younger than [`RECORD_DELAY`], the node not draining. Sets
+    /// the timer that starts the round when the oldest has waited that long.
+    fn record_later(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.draining || self.finished.len() >= self.slots() {
+            return false;
+        }
+        let now = Instant::now();
+        let due = *self.finished_since.get_or_insert(now) + RECORD_DELAY;
+        if now >= due {
+            return false;
+        }
+        if !self.record_timer {
+            self.record_timer = true;
+            ctx.run_later(due - now, |act, ctx| {
+                act.record_timer = false;
+                act.round(ctx);
+            });
+        }
+        true
+    }
+
     /// The finished attempts to record now: at most one per notification (a claim that
     /// ran out and was taken again by this node could add a second), the rest wait.
     fn take_finished(&mut self) -> Vec<Attempt> {
         let mut ids = HashSet::new();
-        let (now, later) = std::mem::take(&mut self.finished)
+        let (now, later): (Vec<Attempt>, Vec<Attempt>) = std::mem::take(&mut self.finished)
             .into_iter()
             .partition(|a| ids.insert(a.notification_id.clone()));
+        self.finished_since = (!later.is_empty()).then(Instant::now);
         self.finished = later;
         now
     }
@@ -241,6 +281,7 @@ impl WebhookDispatcher {
         .into_actor(self)
         .map(|attempt, act, ctx| {
             act.delivering -= 1;
+            act.finished_since.get_or_insert_with(Instant::now);
             act.finished.push(attempt);
             act.fill_slots(ctx);
             act.round(ctx);
@@ -327,11 +368,13 @@ impl Handler<Handed> for WebhookDispatcher {
 
 impl Handler<Drain> for WebhookDispatcher {
     type Result = ResponseFuture<()>;
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
         self.draining = true;
         self.offer_room();
         let (tx, rx) = oneshot::channel();
         self.drained.push(tx);
+        // Attempts left for a later round are recorded now.
+        self.round(ctx);
         self.check_drained();
         Box::pin(async move {
             let _ = rx.await;
