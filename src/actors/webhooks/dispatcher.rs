@@ -55,8 +55,8 @@ const AHEAD: u32 = 3;
 
 /// How long a finished attempt may wait for others to be recorded with it, when a round
 /// would only record: the most that the notification's state (`success`, the attempt's
-/// row) shows later than the delivery. Does not apply while a claim is wanted or the node
-/// drains.
+/// row) shows later than the delivery. A round that claims records what has finished,
+/// and so does every round while the node drains.
 const RECORD_DELAY: Duration = Duration::from_millis(10);
 
 /// How much longer than `(AHEAD + 1) × webhook_timeout` a claim lasts (a claimed
