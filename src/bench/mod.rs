@@ -36,7 +36,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Offer this many submits per second instead of as many as `--concurrency` allows,
-    /// and report the latency at that load.
+    /// and report the latency at that load (at most 1 024 requests in flight; a submit
+    /// that waits for one counts the wait in its latency).
     #[arg(long)]
     pub rate: Option<f64>,
     /// E-shops the jobs are spread over, each with its own token and webhook.
@@ -170,7 +171,16 @@ async fn submit_all(
     let plan = load::Plan::new(bases, tokens)?;
     Ok(match args.rate {
         None => load::closed_loop(client, &plan, args.jobs, args.concurrency).await,
-        Some(rate) => load::open_loop(client, Rc::new(plan), args.jobs, rate).await,
+        Some(rate) => {
+            load::open_loop(
+                client,
+                Rc::new(plan),
+                args.jobs,
+                rate,
+                load::OPEN_LOOP_IN_FLIGHT,
+            )
+            .await
+        }
     })
 }
 
@@ -230,8 +240,13 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         servers.push(ServeNode::start(index, &env)?);
     }
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    // Every connection a loop may have open stays for the next request.
+    let connections = match args.rate {
+        None => args.concurrency,
+        Some(_) => load::OPEN_LOOP_IN_FLIGHT,
+    };
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(connections)
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| e.to_string())?;
