@@ -313,6 +313,20 @@ async fn a_delivered_attempt_is_recorded_before_the_node_stops(backend: Backend)
     assert_eq!(recorded[0].1, Some(204), "{recorded:?}");
 }
 
+/// A delivery that finishes alone is recorded by itself soon after (`RECORD_DELAY` in the
+/// dispatcher), not left for a round that claims: with the poll an hour away nothing else
+/// would start one.
+async fn a_lone_attempt_is_recorded_without_waiting_for_the_poll(backend: Backend) {
+    let t = spawn(backend, |c| c.poll_interval = Duration::from_secs(3600)).await;
+    let mut rx = Receiver::start(|_| Reply::Status(204));
+    register(&t, &rx.url).await;
+    let job_id = t.submit_snapshot("").await;
+    rx.next().await;
+    let n = wait_notification(&t, &job_id, "success").await;
+    assert_eq!(n["attempts"], 1);
+    assert_eq!(n["lastAttempt"]["statusCode"], 204);
+}
+
 async fn retries_until_success(backend: Backend) {
     let t = spawn(backend, |_| {}).await;
     let mut rx = Receiver::start(|n| Reply::Status(if n < 2 { 500 } else { 200 }));
@@ -1265,6 +1279,7 @@ async fn one_recorded_batch_gives_each_attempt_its_outcome(backend: Backend) {
 
 crate::on_both_backends!(
     a_delivered_attempt_is_recorded_before_the_node_stops,
+    a_lone_attempt_is_recorded_without_waiting_for_the_poll,
     mixed_outcomes_each_get_their_own_record,
     one_recorded_batch_gives_each_attempt_its_outcome,
     a_batch_for_many_targets_is_delivered_once_each,
