@@ -93,6 +93,29 @@ impl BenchDatabase {
         };
         query(&mut conn).map_err(|e| format!("reading the outcome failed: {e}"))
     }
+
+    /// Whether the servers' connections to PostgreSQL are encrypted: what a connection
+    /// with their URL (and this process's environment, which they inherit) negotiates.
+    /// libpq encrypts whenever the server offers TLS unless told otherwise, a loopback
+    /// address included, and that costs a local server's connections about a tenth of a
+    /// node's rate (docs/operations.md). `None` for SQLite.
+    pub(crate) fn encrypted(&self) -> Result<Option<bool>, String> {
+        #[derive(QueryableByName)]
+        struct Ssl {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            ssl: bool,
+        }
+        if self.backend != "postgres" {
+            return Ok(None);
+        }
+        let mut conn = diesel::PgConnection::establish(&self.url)
+            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        let row: Ssl =
+            diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .get_result(&mut conn)
+                .map_err(|e| format!("reading pg_stat_ssl failed: {e}"))?;
+        Ok(Some(row.ssl))
+    }
 }
 
 fn admin(admin_url: &str, sql: &str) -> Result<(), String> {

@@ -228,7 +228,7 @@ fn submit_only_report(
         ),
         latency_ms: Latency::of(latencies),
         wall_s: round(secs, 3),
-        ..report(args, db, &usage, database_cpu_s, errors)
+        ..report(args, db, &usage, database_cpu_s, errors)?
     })
 }
 
@@ -335,7 +335,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
             last_webhook.duration_since(submitted.first).as_secs_f64(),
             3,
         ),
-        ..report(args, db, &usage, database_cpu_s, errors)
+        ..report(args, db, &usage, database_cpu_s, errors)?
     })
 }
 
@@ -347,8 +347,8 @@ fn report(
     usage: &[nodes::Usage],
     database_cpu_s: Option<f64>,
     errors: Errors,
-) -> Report {
-    Report {
+) -> Result<Report, String> {
+    Ok(Report {
         backend: db.backend,
         nodes: args.nodes,
         eshops: args.eshops,
@@ -363,8 +363,9 @@ fn report(
         server_cpu_s: round(usage.iter().map(|u| u.cpu_s).sum(), 2),
         bench_cpu_s: round(procfs::own_cpu_seconds(), 2),
         database_cpu_s: database_cpu_s.map(|s| round(s, 2)),
+        database_tls: db.encrypted()?,
         wall_s: 0.0,
         errors: errors.total(),
         error_detail: errors,
-    }
+    })
 }

@@ -90,6 +90,9 @@ pub(crate) struct Report {
     /// `postgres` process on this machine, so other work on the server counts too); null
     /// for SQLite or a server on another machine.
     pub(crate) database_cpu_s: Option<f64>,
+    /// Whether the servers' connections to PostgreSQL are encrypted (TLS); null for
+    /// SQLite. On a server on the same machine TLS costs about a tenth of a node's rate.
+    pub(crate) database_tls: Option<bool>,
     /// Seconds from the first submit to the last webhook (with `--submit-only`: to the
     /// last answer).
     pub(crate) wall_s: f64,

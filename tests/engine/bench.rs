@@ -87,6 +87,28 @@ async fn bench_reports_every_job_without_errors(backend: Backend) {
         }
         Backend::Postgres => {}
     }
+    // Whether the servers' connections were encrypted: what a connection to the same
+    // server negotiates; nothing to say for SQLite.
+    match backend {
+        Backend::Sqlite => assert!(report["database_tls"].is_null(), "{report}"),
+        Backend::Postgres => assert_eq!(report["database_tls"], server_encrypts(), "{report}"),
+    }
+}
+
+/// Whether a connection to the tests' PostgreSQL server is encrypted (libpq negotiates TLS
+/// whenever the server offers it).
+fn server_encrypts() -> bool {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Ssl {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ssl: bool,
+    }
+    let mut conn = diesel::PgConnection::establish(&pg_server_url()).expect("PostgreSQL");
+    diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result::<Ssl>(&mut conn)
+        .expect("pg_stat_ssl")
+        .ssl
 }
 
 /// Whether the tests' PostgreSQL server runs on this machine (its processes are in /proc):
