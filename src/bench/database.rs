@@ -2,10 +2,12 @@
 //! new database on the given PostgreSQL server, dropped again afterwards. Also the final
 //! check of what the servers committed.
 
+use super::report::{Latency, Steps};
 use crate::db::schema::{jobs, notifications};
 use crate::db::{Backend, DbConnection};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 use std::path::PathBuf;
 
 /// A database created for one benchmark run; removed when dropped.
@@ -92,6 +94,39 @@ impl BenchDatabase {
             })
         };
         query(&mut conn).map_err(|e| format!("reading the outcome failed: {e}"))
+    }
+
+    /// Where each completed job's time went inside the servers ([`Steps`]), from its
+    /// creation, start and completion times and the start of its webhook's first attempt.
+    pub(crate) fn steps(&self) -> Result<Steps, String> {
+        #[derive(QueryableByName)]
+        struct Times {
+            #[diesel(sql_type = BigInt)]
+            created: i64,
+            #[diesel(sql_type = BigInt)]
+            started: i64,
+            #[diesel(sql_type = BigInt)]
+            completed: i64,
+            #[diesel(sql_type = BigInt)]
+            notified: i64,
+        }
+        let mut conn: DbConnection = Backend::from_url(&self.url)?.establish()?;
+        let times: Vec<Times> = diesel::sql_query(
+            "SELECT j.creation_time AS created, j.started_time AS started, \
+                j.completion_time AS completed, a.attempted_at AS notified \
+             FROM jobs j \
+             JOIN notifications n ON n.event_instance = j.id AND n.event = 'job:finished' \
+             JOIN notification_attempts a ON a.notification_id = n.id AND a.attempt = 1 \
+             WHERE j.status = 'completed'",
+        )
+        .load(&mut conn)
+        .map_err(|e| format!("reading the jobs' times failed: {e}"))?;
+        let ms = |from: i64, to: i64| (to - from) as f64 / 1000.0;
+        Ok(Steps {
+            waiting: Latency::of(times.iter().map(|t| ms(t.created, t.started)).collect()),
+            running: Latency::of(times.iter().map(|t| ms(t.started, t.completed)).collect()),
+            notifying: Latency::of(times.iter().map(|t| ms(t.completed, t.notified)).collect()),
+        })
     }
 
     /// Whether the servers' connections to PostgreSQL are encrypted: what a connection

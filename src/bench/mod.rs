@@ -331,6 +331,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         submit_rate: per_second(accepted, submitted.last),
         e2e_rate: Some(per_second(latencies.len(), last_webhook)),
         latency_ms: Latency::of(latencies),
+        latency_steps_ms: Some(db.steps()?),
         wall_s: round(
             last_webhook.duration_since(submitted.first).as_secs_f64(),
             3,
@@ -359,6 +360,7 @@ fn report(
         submit_rate: 0.0,
         e2e_rate: None,
         latency_ms: Latency::default(),
+        latency_steps_ms: None,
         server_peak_rss_mb: round(usage.iter().map(|u| u.peak_rss_mb).fold(0.0, f64::max), 1),
         server_cpu_s: round(usage.iter().map(|u| u.cpu_s).sum(), 2),
         bench_cpu_s: round(procfs::own_cpu_seconds(), 2),

@@ -31,6 +31,18 @@ impl Latency {
     }
 }
 
+/// Where a job's time went between its creation and its webhook's request, from the times
+/// the servers wrote (milliseconds): waiting (created → started: the submit's commit, the
+/// wake-up, the claim), running (started → completed: the job, the wait for its end's
+/// transaction), notifying (completed → the first attempt of its `job:finished` started:
+/// the rest of that transaction, its commit, the hand-over to the dispatcher).
+#[derive(Debug, Serialize)]
+pub(crate) struct Steps {
+    pub(crate) waiting: Latency,
+    pub(crate) running: Latency,
+    pub(crate) notifying: Latency,
+}
+
 /// What went wrong, by kind; the sum is `errors`.
 #[derive(Debug, Serialize, Default)]
 pub(crate) struct Errors {
@@ -80,6 +92,8 @@ pub(crate) struct Report {
     pub(crate) e2e_rate: Option<f64>,
     /// Submit sent to webhook arrived (with `--submit-only`: submit sent to its 202).
     pub(crate) latency_ms: Latency,
+    /// The latency's steps inside the servers; null with `--submit-only`.
+    pub(crate) latency_steps_ms: Option<Steps>,
     /// The largest peak RSS of a server process.
     pub(crate) server_peak_rss_mb: f64,
     /// CPU time of all server processes.

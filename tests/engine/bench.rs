@@ -46,6 +46,17 @@ fn assert_figures(report: &Value, jobs: u64) {
         latency["p99"].as_f64().unwrap(),
     );
     assert!(0.0 < p50 && p50 <= p95 && p95 <= p99, "{report}");
+    // The steps inside the servers: each took some time for some job, and none took
+    // longer than a whole submit-to-webhook (they lie between the submit and the webhook).
+    let whole = latency["max"].as_f64().unwrap();
+    for step in ["waiting", "running", "notifying"] {
+        let step = &report["latency_steps_ms"][step];
+        let (p50, max) = (step["p50"].as_f64().unwrap(), step["max"].as_f64().unwrap());
+        assert!(
+            0.0 <= p50 && p50 <= max && 0.0 < max && max <= whole,
+            "{report}"
+        );
+    }
     let rss = report["server_peak_rss_mb"].as_f64().unwrap();
     assert!(rss > 1.0 && rss < 1024.0, "{report}");
     assert!(report["server_cpu_s"].as_f64().unwrap() > 0.0, "{report}");
@@ -145,8 +156,9 @@ async fn bench_submit_only_measures_the_accept_path(backend: Backend) {
     assert_eq!(report["jobs"], 300, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
     assert_eq!(report["submit_only"], true, "{report}");
-    // No worker ran and no webhook was awaited: there is no end-to-end rate.
+    // No worker ran and no webhook was awaited: there is no end-to-end rate, nor steps.
     assert!(report["e2e_rate"].is_null(), "{report}");
+    assert!(report["latency_steps_ms"].is_null(), "{report}");
     assert!(report["submit_rate"].as_f64().unwrap() > 0.0, "{report}");
     // The latency is a submit's request to its 202: well under the run's wall time.
     let latency = &report["latency_ms"];
