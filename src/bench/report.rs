@@ -38,8 +38,11 @@ impl Latency {
 /// the rest of that transaction, its commit, the hand-over to the dispatcher).
 #[derive(Debug, Serialize)]
 pub(crate) struct Steps {
+    /// Created → started.
     pub(crate) waiting: Latency,
+    /// Started → completed.
     pub(crate) running: Latency,
+    /// Completed → its webhook's first attempt started.
     pub(crate) notifying: Latency,
 }
 

@@ -653,10 +653,11 @@ pub fn claim(
 }
 
 /// Whether the per-e-shop cap can keep a SQLite claim of `limit` jobs in `queue` from
-/// taking the queue's oldest, when the cap is above the limit (at or below it, the claim
-/// ranks without asking): only when the jobs running in the queue (of every e-shop) and
-/// the claim's own could exceed it. One count through `jobs_running`, which holds no more
-/// entries than the queue's workers (and the leases a crash left, until recovered).
+/// taking the queue's oldest; asked only when the cap is above the limit (at or below it,
+/// the claim ranks without asking): only when the jobs running in the queue (of every
+/// e-shop) and the claim's own could exceed it. One count through `jobs_running`, which
+/// holds no more entries than the queue's workers (and the leases a crash left, until
+/// recovered).
 fn sqlite_cap_binds(
     c: &mut diesel::SqliteConnection,
     queue: &str,
@@ -673,7 +674,7 @@ fn sqlite_cap_binds(
         &[Param::Text(queue)],
     )
     .get_result(c)?;
-    Ok(running.n + max_per_eshop.min(limit) > max_per_eshop)
+    Ok(running.n + limit > max_per_eshop)
 }
 
 /// Renews the leases of the jobs this node runs; answers the (id, attempt) pairs it still
