@@ -228,6 +228,9 @@ pub struct ClaimedDelivery {
     pub attempt: i32,
     /// Whether this is a redelivery's single attempt.
     pub redelivery: bool,
+    /// When this node's claim on it runs out: another node may take it from then on, so
+    /// an attempt must not start too close to it.
+    pub claim_until: Micros,
     /// Where to deliver; `None` when the e-shop has no active webhook for the event.
     pub target: Option<Target>,
 }
@@ -322,6 +325,7 @@ pub fn claim(
             payload: row.payload,
             attempt: row.attempts + 1,
             redelivery: row.redelivery,
+            claim_until,
         })
         .collect();
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
@@ -393,14 +397,16 @@ pub fn targets(
 }
 
 impl ClaimedDelivery {
-    /// The first attempt of a notification claimed at birth, going to `target`.
-    pub fn born(written: Written, target: Option<Target>) -> ClaimedDelivery {
+    /// The first attempt of a notification claimed at birth until `claim_until`, going to
+    /// `target`.
+    pub fn born(written: Written, claim_until: Micros, target: Option<Target>) -> ClaimedDelivery {
         ClaimedDelivery {
             id: written.id,
             event: JOB_FINISHED.to_string(),
             payload: written.payload,
             attempt: 1,
             redelivery: false,
+            claim_until,
             target,
         }
     }

@@ -417,8 +417,9 @@ impl FinishJob {
             .zip(written)
             .map(|(end, w)| {
                 let handed = match (end.claim, &w) {
-                    (Some(_), Some(w)) => Some(ClaimedDelivery::born(
+                    (Some(claim), Some(w)) => Some(ClaimedDelivery::born(
                         w.clone(),
+                        claim.until,
                         targets.get(&end.eshop_id).cloned(),
                     )),
                     _ => None,

@@ -16,6 +16,12 @@
 //! let the slots run dry (docs/benchmarks.md, "Seventh session"). Never more than
 //! `webhook_workers` requests are under way.
 //!
+//! A claim lasts [`CLAIM_TIMEOUTS`] attempts' timeouts and a margin, however many wait
+//! here: a waiting notification whose claim would run out before its attempt could time
+//! out is let go instead of started ([`may_start`]), and is claimed again once its claim
+//! has run out (here or on another node), so no two nodes deliver it at once. The room
+//! ahead is therefore not bounded by the claims, only by what bursts of job ends need.
+//!
 //! Most notifications do not need a claim of the dispatcher's: a job that ends on this node
 //! writes its notification already claimed for it while the dispatcher offers room
 //! ([`Handoff`]), and the writer hands it over once committed ([`Handed`]). The dispatcher
@@ -40,7 +46,7 @@ use crate::actors::Shared;
 use crate::config::Config;
 use crate::db::deliveries::{Attempt, ClaimedDelivery};
 use crate::faults::FailurePoint;
-use crate::model::time;
+use crate::model::{time, Micros};
 use crate::outbound::{GuardedClient, OutboundPolicy};
 use crate::store::events::{Handed, Wake};
 use crate::store::{DeliveryRound, Handoff};
@@ -51,7 +57,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Notifications claimed ahead, waiting for a slot, in multiples of `webhook_workers`.
-const AHEAD: u32 = 3;
+/// With 3 (48 with the default 16 slots, 9 ms of job ends at 7 000 jobs/s) a hiccup of the
+/// deliveries used up the room; job ends then wrote their notifications unclaimed, each
+/// round's claim took the room back as it freed, and the node stayed in that costlier
+/// mode (a claim per notification, through SQLite's one writer) while the load lasted:
+/// SQLite end to end −13 %, notifications 300 ms behind their jobs (docs/benchmarks.md,
+/// "Nineteenth session").
+const AHEAD: usize = 16;
+
+/// How many attempts' timeouts a claim lasts, before [`CLAIM_MARGIN`]: the attempts under
+/// way, and those that wait for them.
+const CLAIM_TIMEOUTS: u32 = 4;
 
 /// How long a finished attempt may wait for others to be recorded with it, when a round
 /// would only record: the most that the notification's state (`success`, the attempt's
@@ -59,15 +75,24 @@ const AHEAD: u32 = 3;
 /// and so does every round while the node drains.
 const RECORD_DELAY: Duration = Duration::from_millis(10);
 
-/// How much longer than `(AHEAD + 1) × webhook_timeout` a claim lasts (a claimed
-/// notification may wait for a slot as long as `AHEAD` deliveries take, one after another,
-/// then take as long itself): a node that dies mid-delivery lets another node retry once
-/// this has passed.
+/// How much longer than `CLAIM_TIMEOUTS × webhook_timeout` a claim lasts: a node that
+/// dies mid-delivery lets another node retry once this has passed.
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long a claim must still last when an attempt starts, beyond the attempt's timeout:
+/// time for the round that records it.
+const RECORD_MARGIN: Duration = Duration::from_secs(5);
 
 /// How long a claim of this node's lasts, its own or one a notification is born with.
 pub(crate) fn claim_duration(config: &Config) -> Duration {
-    config.webhook_timeout * (AHEAD + 1) + CLAIM_MARGIN
+    config.webhook_timeout * CLAIM_TIMEOUTS + CLAIM_MARGIN
+}
+
+/// Whether a waiting delivery may start at `now`: its claim lasts until its attempt has
+/// timed out and been recorded. One that waited longer (every slot held by targets that
+/// hang) is let go: its claim runs out and a later claim takes it.
+fn may_start(d: &ClaimedDelivery, now: Micros, timeout: Duration) -> bool {
+    d.claim_until >= now + time::micros(timeout + RECORD_MARGIN)
 }
 
 /// The delivery actor.
@@ -139,7 +164,7 @@ impl WebhookDispatcher {
         if self.draining {
             return 0;
         }
-        (self.slots() * (AHEAD as usize + 1)).saturating_sub(self.delivering + self.waiting.len())
+        (self.slots() * (AHEAD + 1)).saturating_sub(self.delivering + self.waiting.len())
     }
 
     /// Offers the room to job ends of this node, none while a claim is under way.
@@ -248,13 +273,22 @@ impl WebhookDispatcher {
         now
     }
 
-    /// Starts waiting deliveries while slots are free.
+    /// Starts waiting deliveries while slots are free; lets go of those whose claim would
+    /// run out during their attempt.
     fn fill_slots(&mut self, ctx: &mut Context<Self>) {
         while self.delivering < self.slots() {
             let Some(d) = self.waiting.pop_front() else {
                 return;
             };
-            self.start_delivery(d, ctx);
+            if may_start(&d, time::now(), self.shared.config.webhook_timeout) {
+                self.start_delivery(d, ctx);
+            } else {
+                log::warn!(
+                    "notification {} waited for a delivery slot until its claim nearly ran out; \
+                     it is left for a later claim",
+                    d.id
+                );
+            }
         }
     }
 
@@ -379,5 +413,48 @@ impl Handler<Drain> for WebhookDispatcher {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed_until(claim_until: Micros) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id: "msg_1".into(),
+            event: "job:finished".into(),
+            payload: "{}".into(),
+            attempt: 1,
+            redelivery: false,
+            claim_until,
+            target: None,
+        }
+    }
+
+    #[test]
+    fn a_delivery_starts_only_while_its_claim_outlasts_its_attempt_and_record() {
+        let timeout = Duration::from_secs(15);
+        let now = time::now();
+        let left = |d: Duration| claimed_until(now + time::micros(d));
+        let needed = timeout + RECORD_MARGIN;
+        assert!(may_start(
+            &left(claim_duration(&Config::default())),
+            now,
+            timeout
+        ));
+        assert!(may_start(&left(needed), now, timeout));
+        assert!(!may_start(
+            &left(needed - Duration::from_millis(1)),
+            now,
+            timeout
+        ));
+        assert!(!may_start(&claimed_until(now - time::SECOND), now, timeout));
+    }
+
+    #[test]
+    fn claims_do_not_grow_with_the_room_ahead() {
+        let config = Config::default();
+        assert_eq!(claim_duration(&config), Duration::from_secs(90));
     }
 }
