@@ -139,6 +139,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<App, String> {
             config.wake_signal_interval,
             faults.clone(),
             events.clone(),
+            &metrics,
         ),
         QueryActor::start_pool(pool.clone(), config.query_actors),
         PageReader::start(pool, &backend),

@@ -6,7 +6,8 @@
 //! One file per part: [`database`] (the fresh database and the final check), [`nodes`]
 //! (the server processes), [`procfs`] (what `/proc` tells of them, of the bench and of a
 //! PostgreSQL server on this machine), [`receiver`] (the webhook receiver), [`load`] (the
-//! load generator) and [`report`] (the JSON line).
+//! load generator), [`writers`] (the servers' database writers, from their `/metrics`) and
+//! [`report`] (the JSON line).
 
 pub(crate) mod database;
 mod load;
@@ -14,6 +15,7 @@ mod nodes;
 mod procfs;
 mod receiver;
 mod report;
+pub(crate) mod writers;
 
 use clap::Args;
 use database::BenchDatabase;
@@ -22,7 +24,7 @@ use procfs::PostgresCpu;
 use receiver::Receiver;
 use report::{round, Errors, Latency, Report};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -192,6 +194,7 @@ fn submit_only_report(
     mut servers: Vec<ServeNode>,
     submitted: load::Submitted,
     database_cpu: PostgresCpu,
+    writers: BTreeMap<String, writers::WriterLoad>,
 ) -> Result<Report, String> {
     if !servers.iter_mut().all(ServeNode::alive) {
         return Err("a jobline serve process exited during the run".into());
@@ -228,7 +231,7 @@ fn submit_only_report(
         ),
         latency_ms: Latency::of(latencies),
         wall_s: round(secs, 3),
-        ..report(args, db, &usage, database_cpu_s, errors)?
+        ..report(args, db, &usage, database_cpu_s, writers, errors)?
     })
 }
 
@@ -253,8 +256,11 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
 
     if args.submit_only {
         let database_cpu = PostgresCpu::start(db.backend == "postgres");
+        let before = writers::Snapshot::take(&client, &bases).await?;
         let submitted = submit_all(args, &client, &bases, &tokens).await?;
-        return submit_only_report(args, db, servers, submitted, database_cpu);
+        let after = writers::Snapshot::take(&client, &bases).await?;
+        let load = writers::load(&before, &after);
+        return submit_only_report(args, db, servers, submitted, database_cpu, load);
     }
 
     // Each e-shop's signing key, so the receiver can verify every delivery.
@@ -275,6 +281,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
     }
 
     let database_cpu = PostgresCpu::start(db.backend == "postgres");
+    let before = writers::Snapshot::take(&client, &bases).await?;
     let submitted = submit_all(args, &client, &bases, &tokens).await?;
     // Every accepted job's webhook, then every notification recorded as delivered.
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -292,6 +299,7 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         outcome = db.outcome()?;
     }
+    let after = writers::Snapshot::take(&client, &bases).await?;
     let usage: Vec<nodes::Usage> = servers.iter().map(ServeNode::usage).collect();
     let database_cpu_s = database_cpu.used();
     let bad_exits = servers
@@ -336,7 +344,14 @@ async fn run(args: &BenchArgs, db: &BenchDatabase) -> Result<Report, String> {
             last_webhook.duration_since(submitted.first).as_secs_f64(),
             3,
         ),
-        ..report(args, db, &usage, database_cpu_s, errors)?
+        ..report(
+            args,
+            db,
+            &usage,
+            database_cpu_s,
+            writers::load(&before, &after),
+            errors,
+        )?
     })
 }
 
@@ -347,6 +362,7 @@ fn report(
     db: &BenchDatabase,
     usage: &[nodes::Usage],
     database_cpu_s: Option<f64>,
+    writers: BTreeMap<String, writers::WriterLoad>,
     errors: Errors,
 ) -> Result<Report, String> {
     Ok(Report {
@@ -366,6 +382,7 @@ fn report(
         bench_cpu_s: round(procfs::own_cpu_seconds(), 2),
         database_cpu_s: database_cpu_s.map(|s| round(s, 2)),
         database_tls: db.encrypted()?,
+        writers,
         wall_s: 0.0,
         errors: errors.total(),
         error_detail: errors,

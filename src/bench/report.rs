@@ -1,6 +1,8 @@
 //! The one JSON line a benchmark prints.
 
+use super::writers::WriterLoad;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Submit-to-webhook latency percentiles, in milliseconds.
 #[derive(Debug, Serialize, Default)]
@@ -110,6 +112,11 @@ pub(crate) struct Report {
     /// Whether the servers' connections to PostgreSQL are encrypted (TLS); null for
     /// SQLite. On a server on the same machine TLS costs about a tenth of a node's rate.
     pub(crate) database_tls: Option<bool>,
+    /// Each database writer's load from the first submit to the end, by its `writer` label
+    /// (`submits`, `jobs`, `deliveries` on PostgreSQL; `all`, SQLite's one writer): the
+    /// share of the time it was busy (mean over the nodes), its transactions and the
+    /// write ops per transaction, from the servers' `jobline_writer_*` counters.
+    pub(crate) writers: BTreeMap<String, WriterLoad>,
     /// Seconds from the first submit to the last webhook (with `--submit-only`: to the
     /// last answer).
     pub(crate) wall_s: f64,

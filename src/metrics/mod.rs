@@ -11,6 +11,7 @@
 pub mod gauges;
 pub mod minutes;
 pub mod pools;
+pub mod writers;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -106,6 +107,8 @@ pub struct Metrics {
     /// `jobline_pool_{workers,min_workers,max_workers,busy_workers}{queue}` and
     /// `jobline_pool_backlog_reads_total{queue}`.
     pools: pools::PoolFamilies,
+    /// `jobline_writer_{busy_seconds,batches,ops}_total{writer}`.
+    writers: writers::WriterFamilies,
 }
 
 impl Default for Metrics {
@@ -155,6 +158,7 @@ impl Metrics {
             actor_restarts.clone(),
         );
         let pools = pools::PoolFamilies::register(&mut registry);
+        let writers = writers::WriterFamilies::register(&mut registry);
         Metrics {
             registry,
             job_duration,
@@ -165,6 +169,7 @@ impl Metrics {
             minutes: minutes::Minutes::default(),
             actor_restarts,
             pools,
+            writers,
         }
     }
 
@@ -172,6 +177,11 @@ impl Metrics {
     /// anyone holding the metrics, e.g. a dashboard).
     pub fn pool(&self, queue: &str) -> pools::PoolGauges {
         self.pools.of(queue)
+    }
+
+    /// The counters of this node's database writer `writer` (held by its thread).
+    pub fn writer(&self, writer: &str) -> writers::WriterMeter {
+        self.writers.of(writer)
     }
 
     /// A worker recorded the end of a job of `endpoint` with final `status` after `took`.

@@ -59,6 +59,7 @@ use crate::db::signals::{self, Signal};
 use crate::db::{Backend, DbConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::faults::{FailurePoint, FailurePoints};
+use crate::metrics::{writers::WriterMeter, Metrics};
 use diesel::Connection;
 use std::any::{Any, TypeId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -144,7 +145,19 @@ impl Lane {
             Lane::Deliveries => "writer-delivery",
         }
     }
+
+    /// The `writer` label of the lane's counters (`jobline_writer_*`).
+    fn label(self) -> &'static str {
+        match self {
+            Lane::Submits => "submits",
+            Lane::Jobs => "jobs",
+            Lane::Deliveries => "deliveries",
+        }
+    }
 }
+
+/// The `writer` label of SQLite's one writer, which writes for every lane.
+const ONE_WRITER: &str = "all";
 
 /// A queued write whose answer waits for the commit.
 trait Pending: Send + Any {
@@ -359,7 +372,7 @@ impl StoreWriter {
     /// PostgreSQL, the first on `conn`, the others on connections of their own (each
     /// reopened when lost). What their batches commit is published to `publish`; other
     /// nodes hear of a queue's new jobs at most once per `wake_interval` and writer
-    /// ([`WakePacer`]).
+    /// ([`WakePacer`]). Each writer counts its batches in `metrics`.
     pub fn start(
         conn: DbConnection,
         backend: Backend,
@@ -367,6 +380,7 @@ impl StoreWriter {
         wake_interval: Duration,
         faults: Arc<FailurePoints>,
         publish: Arc<dyn Publish>,
+        metrics: &Metrics,
     ) -> StoreWriter {
         let batch_max = batch_max.max(1);
         // SQLite is one node: no one to signal.
@@ -375,14 +389,15 @@ impl StoreWriter {
         } else {
             Duration::ZERO
         };
-        let spawn = |link: Link, name: &str| {
+        let spawn = |link: Link, name: &str, label: &str| {
             let (tx, rx) = mpsc::channel::<Box<dyn Pending>>();
             let faults = faults.clone();
             let publish = publish.clone();
             let pacer = WakePacer::new(wake_interval);
+            let meter = metrics.writer(label);
             std::thread::Builder::new()
                 .name(name.into())
-                .spawn(move || write_loop(link, rx, batch_max, pacer, &faults, &*publish))
+                .spawn(move || write_loop(link, rx, batch_max, pacer, &faults, &*publish, &meter))
                 .expect("spawn writer thread");
             tx
         };
@@ -394,10 +409,10 @@ impl StoreWriter {
                     .take()
                     .unwrap_or_else(|| Link::unopened(backend.clone(), faults.clone()))
                     .with_setup(lane.connection_setup());
-                spawn(link, lane.thread_name())
+                spawn(link, lane.thread_name(), lane.label())
             })
         } else {
-            let one = spawn(first, "jobline-writer");
+            let one = spawn(first, "jobline-writer", ONE_WRITER);
             [one.clone(), one.clone(), one]
         };
         StoreWriter { lanes }
@@ -425,6 +440,7 @@ fn write_loop(
     mut pacer: WakePacer,
     faults: &FailurePoints,
     publish: &dyn Publish,
+    meter: &WriterMeter,
 ) {
     let mut batch: Vec<Box<dyn Pending>> = Vec::with_capacity(batch_max);
     loop {
@@ -453,7 +469,7 @@ fn write_loop(
             batch.drain(..).partition(|p| p.lane() == Lane::Submits);
         for part in [submits, rest] {
             if !part.is_empty() {
-                commit_and_answer(&mut link, part, &mut pacer, faults, publish);
+                commit_and_answer(&mut link, part, &mut pacer, faults, publish, meter);
             }
         }
     }
@@ -478,13 +494,14 @@ fn send_owed_wake_ups(link: &mut Link, pacer: &mut WakePacer) {
     }
 }
 
-/// Commits a batch, answers its senders and publishes what it changed.
+/// Commits a batch, answers its senders, counts it and publishes what it changed.
 fn commit_and_answer(
     link: &mut Link,
     mut batch: Vec<Box<dyn Pending>>,
     pacer: &mut WakePacer,
     faults: &FailurePoints,
     publish: &dyn Publish,
+    meter: &WriterMeter,
 ) {
     let now = Instant::now();
     let commit = match link.connection() {
@@ -499,6 +516,7 @@ fn commit_and_answer(
         Err(_) if link.lost_after_failure() => (Err(StoreError::Unavailable), Effects::default()),
         Err(e) => (Err(e), Effects::default()),
     };
+    meter.batch(batch.len(), now.elapsed());
     for pending in batch.drain(..) {
         pending.answer(&commit);
     }

@@ -111,7 +111,10 @@ impl Harness {
         let published = Arc::new(Recorder::default());
         let publish = published.clone();
         let pacer = WakePacer::new(wake_interval);
-        std::thread::spawn(move || write_loop(link, rx, 100, pacer, &loop_faults, &*publish));
+        std::thread::spawn(move || {
+            let meter = WriterMeter::default();
+            write_loop(link, rx, 100, pacer, &loop_faults, &*publish, &meter)
+        });
         Harness {
             tx,
             backend,
@@ -771,7 +774,8 @@ impl WriteOp for InsertOnSubmits {
 
 /// Holds the jobs' lane in a batch, then submits on the submits' lane. On PostgreSQL the
 /// submit commits while the jobs' lane is still held (lanes commit side by side); on
-/// SQLite it waits for the one writer, so nothing is committed until the gate opens.
+/// SQLite it waits for the one writer, so nothing is committed until the gate opens. Each
+/// writer counts its batches, their ops and its busy time (the held batch's included).
 fn lanes_commit_side_by_side_only_on_postgres(server: Option<String>) {
     let db = crate::bench::database::BenchDatabase::create(server.as_deref()).unwrap();
     let backend = Backend::from_url(&db.url).unwrap();
@@ -780,6 +784,7 @@ fn lanes_commit_side_by_side_only_on_postgres(server: Option<String>) {
     conn.batch_execute("CREATE TABLE t (n BIGINT NOT NULL)")
         .unwrap();
     let publish: Arc<dyn Publish> = Arc::new(Recorder(Default::default()));
+    let metrics = Metrics::new();
     let writer = StoreWriter::start(
         conn,
         backend.clone(),
@@ -787,6 +792,7 @@ fn lanes_commit_side_by_side_only_on_postgres(server: Option<String>) {
         Duration::ZERO,
         Arc::default(),
         publish,
+        &metrics,
     );
     let rows = || {
         let mut conn = backend.establish().unwrap();
@@ -804,21 +810,42 @@ fn lanes_commit_side_by_side_only_on_postgres(server: Option<String>) {
         std::thread::spawn(move || run(writer.write(Gate { reached, release })))
     };
     at_gate.recv().unwrap();
+    let held = Instant::now();
     let submit = {
         let writer = writer.clone();
         std::thread::spawn(move || run(writer.write(InsertOnSubmits(1))))
     };
-    if backend.is_postgres() {
+    let held_for = if backend.is_postgres() {
         assert_eq!(submit.join().unwrap(), Ok(()));
         assert_eq!(rows(), [1], "committed while the jobs' lane is held");
+        let held_for = held.elapsed().as_secs_f64();
         open.send(()).unwrap();
+        held_for
     } else {
         assert_eq!(rows(), Vec::<i64>::new(), "the one writer is held");
+        let held_for = held.elapsed().as_secs_f64();
         open.send(()).unwrap();
         assert_eq!(submit.join().unwrap(), Ok(()));
         assert_eq!(rows(), [1]);
-    }
+        held_for
+    };
     assert_eq!(gated.join().unwrap(), Ok(()));
+
+    let counted = crate::bench::writers::parse(&metrics.render(None));
+    let (busiest, others) = if backend.is_postgres() {
+        (&counted["jobs"], Some(&counted["submits"]))
+    } else {
+        (&counted["all"], None)
+    };
+    assert!(busiest.busy_s >= held_for, "{busiest:?} held {held_for} s");
+    match others {
+        Some(submits) => {
+            assert_eq!((busiest.batches, busiest.ops), (1, 1));
+            assert_eq!((submits.batches, submits.ops), (1, 1));
+            assert!(submits.busy_s < held_for, "{submits:?} held {held_for} s");
+        }
+        None => assert_eq!((busiest.batches, busiest.ops), (2, 2), "{counted:?}"),
+    }
 }
 
 /// Runs a future to its end on a runtime of its own.
@@ -884,7 +911,15 @@ fn postgres_the_deliveries_lane_plans_on_indexes_on_every_connection() {
     let conn = backend.establish().unwrap();
     let faults = Arc::new(FailurePoints::default());
     let publish: Arc<dyn Publish> = Arc::new(Recorder(Default::default()));
-    let writer = StoreWriter::start(conn, backend, 100, Duration::ZERO, faults.clone(), publish);
+    let writer = StoreWriter::start(
+        conn,
+        backend,
+        100,
+        Duration::ZERO,
+        faults.clone(),
+        publish,
+        &Metrics::new(),
+    );
     assert_eq!(run(writer.write(ScansOnDeliveries)).unwrap(), "off");
     assert_eq!(run(writer.write(ScansOnJobs)).unwrap(), "on");
     faults.arm(FailurePoint::WriterConnectionLost);

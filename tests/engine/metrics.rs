@@ -169,6 +169,33 @@ async fn metrics_after_jobs_and_calls(backend: Backend) {
         ),
         3.0,
     );
+    // The database writers: PostgreSQL's three lanes (the three submits on their own, the
+    // product, claims and ends on the jobs' lane), SQLite's one writer for all of it.
+    let writer = |name: &str, writer: &str| {
+        value(
+            &text,
+            &format!("jobline_writer_{name}{{writer=\"{writer}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let writers: &[&str] = match backend {
+        Backend::Sqlite => &["all"],
+        Backend::Postgres => &["submits", "jobs", "deliveries"],
+    };
+    for w in writers {
+        assert!(writer("busy_seconds_total", w) > 0.0, "{w} in\n{text}");
+        assert!(
+            writer("ops_total", w) >= writer("batches_total", w)
+                && writer("batches_total", w) > 0.0,
+            "{w} in\n{text}"
+        );
+    }
+    match backend {
+        Backend::Sqlite => assert!(writer("ops_total", "all") >= 7.0, "{text}"),
+        Backend::Postgres => {
+            assert_series(&text, "jobline_writer_ops_total{writer=\"submits\"}", 3.0)
+        }
+    }
 }
 
 async fn pending_jobs_show_depth_and_age(backend: Backend) {
