@@ -142,6 +142,10 @@ impl Receiver {
         self.state.most_in_flight.load(Ordering::SeqCst)
     }
 
+    fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
     async fn next(&mut self) -> Hit {
         tokio::time::timeout(Duration::from_secs(20), self.hits.recv())
             .await
@@ -1026,35 +1030,90 @@ async fn a_batch_for_many_targets_is_delivered_once_each(backend: Backend) {
     }
 }
 
-/// The dispatcher claims more notifications than it has slots (so that a slot that frees
-/// starts the next at once), yet never has more than `webhook_workers` requests under way,
-/// and delivers each claimed notification once.
-async fn deliveries_stay_within_webhook_workers(backend: Backend) {
-    const SLOTS: usize = 3;
-    const DUE: usize = 12;
-    let t = spawn(backend, |c| c.webhook_workers = SLOTS).await;
-    let mut rx = Receiver::start(|_| Reply::Held);
-    register_for(&t, 1, &rx.url).await;
-    outbox(&mut t.db.connect(), &[(1, DUE)]);
+/// Every hit of `receivers`, tagged with the receiver's index, on one channel.
+fn merged(receivers: &mut [Receiver]) -> mpsc::UnboundedReceiver<(usize, Hit)> {
+    let (tx, all) = mpsc::unbounded_channel();
+    for (i, rx) in receivers.iter_mut().enumerate() {
+        let mut hits = std::mem::replace(&mut rx.hits, mpsc::unbounded_channel().1);
+        let tx = tx.clone();
+        actix_rt::spawn(async move {
+            while let Some(hit) = hits.recv().await {
+                let _ = tx.send((i, hit));
+            }
+        });
+    }
+    all
+}
 
+/// The next of `hits` (within 20 s): which receiver, and the delivery's `webhook-id`.
+async fn next_hit(hits: &mut mpsc::UnboundedReceiver<(usize, Hit)>) -> (usize, String) {
+    let (i, hit) = tokio::time::timeout(Duration::from_secs(20), hits.recv())
+        .await
+        .expect("a delivery within 20 s")
+        .expect("receivers running");
+    (i, hit.headers["webhook-id"].clone())
+}
+
+/// The dispatcher claims more notifications than it has slots (so that a slot that frees
+/// starts the next at once), yet never has more than `webhook_workers` requests under way
+/// nor more than half of them to one webhook, and delivers each claimed notification once.
+/// Three e-shops with two notifications each, whose receivers answer only when the test
+/// lets them, and 4 slots (2 to a webhook): whichever four start first, two wait for a slot
+/// though one of them at least is under its webhook's share, and the fifth starts only when
+/// one of the first four is answered.
+async fn deliveries_stay_within_webhook_workers(backend: Backend) {
+    const SLOTS: usize = 4;
+    const SHOPS: i64 = 3;
+    const EACH: usize = 2;
+    let t = spawn(backend, |c| {
+        c.webhook_workers = SLOTS;
+        // No attempt times out while it is held.
+        c.webhook_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut receivers = Vec::new();
+    for shop in 1..=SHOPS {
+        let rx = Receiver::start(|_| Reply::Held);
+        register_for(&t, shop, &rx.url).await;
+        receivers.push(rx);
+    }
+    let mut hits = merged(&mut receivers);
+    outbox(
+        &mut t.db.connect(),
+        &(1..=SHOPS).map(|s| (s, EACH)).collect::<Vec<_>>(),
+    );
     let mut ids = std::collections::HashSet::new();
-    for delivered in 0..DUE {
-        // Every slot is taken while requests are held: the next one arrives only when a
-        // held one is answered.
-        if delivered >= SLOTS {
+    let within_bounds = |receivers: &[Receiver]| {
+        let each: Vec<usize> = receivers.iter().map(Receiver::in_flight).collect();
+        assert!(each.iter().all(|n| *n <= SLOTS / 2), "{each:?}");
+        each.iter().sum::<usize>()
+    };
+
+    for _ in 0..SLOTS {
+        let (_, id) = next_hit(&mut hits).await;
+        assert!(ids.insert(id), "a duplicate");
+    }
+    assert_eq!(within_bounds(&receivers), SLOTS, "every slot is taken");
+    // One answered: one of the two waiting starts, and the slots are full again.
+    let answered = receivers.iter().position(|rx| rx.in_flight() > 0).unwrap();
+    receivers[answered].release();
+    let (_, id) = next_hit(&mut hits).await;
+    assert!(ids.insert(id), "a duplicate");
+    assert_eq!(
+        within_bounds(&receivers),
+        SLOTS,
+        "one answered, one started"
+    );
+    for rx in &receivers {
+        for _ in 0..EACH {
             rx.release();
         }
-        let hit = rx.next().await;
-        assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
-        assert!(
-            rx.most_in_flight() <= SLOTS,
-            "{} at once",
-            rx.most_in_flight()
-        );
     }
-    for _ in 0..SLOTS {
-        rx.release();
-    }
+    let (_, id) = next_hit(&mut hits).await;
+    assert!(ids.insert(id), "a duplicate");
+    let most: Vec<usize> = receivers.iter().map(Receiver::most_in_flight).collect();
+    assert!(most.iter().all(|m| *m <= SLOTS / 2), "{most:?}");
+
     use jobline::db::deliveries::{list, NotificationFilter};
     let success = NotificationFilter {
         status: Some("success".into()),
@@ -1062,11 +1121,51 @@ async fn deliveries_stay_within_webhook_workers(backend: Backend) {
     };
     let mut conn = t.db.connect();
     eventually(Duration::from_secs(20), "every attempt recorded", || {
-        std::future::ready(list(&mut conn, 1, &success, 0, 1, 0).unwrap().1 == DUE as i64)
+        let done = (1..=SHOPS)
+            .all(|shop| list(&mut conn, shop, &success, 0, 1, 0).unwrap().1 == EACH as i64);
+        std::future::ready(done)
     })
     .await;
-    assert_eq!(rx.most_in_flight(), SLOTS, "the slots were all used");
-    assert!(rx.drain().is_empty(), "a second delivery");
+    assert!(hits.try_recv().is_err(), "a second delivery");
+}
+
+/// An e-shop whose endpoint does not answer holds half the slots at most: the other
+/// e-shop's notifications, though due after all of its, are delivered meanwhile.
+async fn a_webhook_that_hangs_holds_half_the_slots_and_the_others_go_on(backend: Backend) {
+    const SLOTS: usize = 4;
+    let t = spawn(backend, |c| c.webhook_workers = SLOTS).await;
+    let mut stuck = Receiver::start(|_| Reply::Held);
+    register_for(&t, 1, &stuck.url).await;
+    let mut fine = Receiver::start(|_| Reply::Status(200));
+    register_for(&t, 2, &fine.url).await;
+    // E-shop 1's ten first, in a transaction of their own: older than e-shop 2's five.
+    outbox(&mut t.db.connect(), &[(1, 10)]);
+    outbox(&mut t.db.connect(), &[(2, 5)]);
+
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let hit = fine.next().await;
+        assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the stuck webhook's share taken",
+        || std::future::ready(stuck.in_flight() == SLOTS / 2),
+    )
+    .await;
+    assert_eq!(stuck.most_in_flight(), SLOTS / 2);
+    for _ in 0..10 {
+        stuck.release();
+    }
+    for _ in 0..10 {
+        let hit = stuck.next().await;
+        assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
+    }
+    assert_eq!(stuck.most_in_flight(), SLOTS / 2);
+    assert!(
+        fine.drain().is_empty() && stuck.drain().is_empty(),
+        "a second delivery"
+    );
 }
 
 /// Registers a `job:finished` webhook to `url` for a new e-shop `shop` (or e-shop 1);
@@ -1284,6 +1383,7 @@ crate::on_both_backends!(
     one_recorded_batch_gives_each_attempt_its_outcome,
     a_batch_for_many_targets_is_delivered_once_each,
     deliveries_stay_within_webhook_workers,
+    a_webhook_that_hangs_holds_half_the_slots_and_the_others_go_on,
     claims_keep_two_nodes_apart,
     delivers_signed_job_finished,
     retries_until_success,

@@ -16,6 +16,11 @@
 //! let the slots run dry (docs/benchmarks.md, "Seventh session"). Never more than
 //! `webhook_workers` requests are under way.
 //!
+//! No webhook gets more than half the slots ([`per_webhook`]): the oldest waiting
+//! notification whose webhook is under that share starts first, so an e-shop whose endpoint
+//! hangs holds at most half the node's deliveries for its timeouts, and every other
+//! e-shop's webhooks go on through the other half instead of queueing behind it.
+//!
 //! A claim lasts [`CLAIM_TIMEOUTS`] attempts' timeouts and a margin, however many wait
 //! here: a waiting notification whose claim would run out before its attempt could time
 //! out is let go instead of started ([`may_start`]), and is claimed again once its claim
@@ -52,7 +57,7 @@ use crate::store::events::{Handed, Wake};
 use crate::store::{DeliveryRound, Handoff};
 use actix::prelude::*;
 use rand::Rng;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -88,6 +93,11 @@ pub(crate) fn claim_duration(config: &Config) -> Duration {
     config.webhook_timeout * CLAIM_TIMEOUTS + CLAIM_MARGIN
 }
 
+/// Most deliveries to one webhook under way at once, of `slots`: half of them, at least one.
+fn per_webhook(slots: usize) -> usize {
+    (slots / 2).max(1)
+}
+
 /// Whether a waiting delivery may start at `now`: its claim lasts until its attempt has
 /// timed out and been recorded. One that waited longer (every slot held by targets that
 /// hang) is let go: its claim runs out and a later claim takes it.
@@ -104,6 +114,8 @@ pub struct WebhookDispatcher {
     client: GuardedClient,
     /// Deliveries whose request is under way: each holds a slot.
     delivering: usize,
+    /// Of those, how many go to each webhook (by id), for [`per_webhook`].
+    to_webhook: HashMap<String, usize>,
     /// Claimed notifications waiting for a free slot, oldest claim first.
     waiting: VecDeque<ClaimedDelivery>,
     /// Attempts that finished and wait for the next round to record them.
@@ -137,6 +149,7 @@ impl WebhookDispatcher {
             shared,
             client,
             delivering: 0,
+            to_webhook: HashMap::new(),
             waiting: VecDeque::new(),
             finished: Vec::new(),
             finished_since: None,
@@ -273,13 +286,27 @@ impl WebhookDispatcher {
         now
     }
 
-    /// Starts waiting deliveries while slots are free; lets go of those whose claim would
-    /// run out during their attempt.
+    /// Starts waiting deliveries while slots are free, oldest first among those whose
+    /// webhook is under its share; lets go of those whose claim would run out during their
+    /// attempt.
     fn fill_slots(&mut self, ctx: &mut Context<Self>) {
+        let share = per_webhook(self.slots());
+        let mut next = 0;
         while self.delivering < self.slots() {
-            let Some(d) = self.waiting.pop_front() else {
+            let Some(d) = self.waiting.get(next) else {
                 return;
             };
+            let under_way = d
+                .target
+                .as_ref()
+                .and_then(|t| self.to_webhook.get(&t.webhook_id))
+                .copied()
+                .unwrap_or(0);
+            if under_way >= share {
+                next += 1;
+                continue;
+            }
+            let d = self.waiting.remove(next).expect("just read");
             if may_start(&d, time::now(), self.shared.config.webhook_timeout) {
                 self.start_delivery(d, ctx);
             } else {
@@ -294,6 +321,9 @@ impl WebhookDispatcher {
 
     fn start_delivery(&mut self, d: ClaimedDelivery, ctx: &mut Context<Self>) {
         self.delivering += 1;
+        if let Some(t) = &d.target {
+            *self.to_webhook.entry(t.webhook_id.clone()).or_default() += 1;
+        }
         let client = self.client.clone();
         let config = self.shared.config.clone();
         let node = self.shared.node.clone();
@@ -315,6 +345,14 @@ impl WebhookDispatcher {
         .into_actor(self)
         .map(|attempt, act, ctx| {
             act.delivering -= 1;
+            if let Some(hook) = &attempt.webhook_id {
+                if let Some(n) = act.to_webhook.get_mut(hook) {
+                    *n -= 1;
+                    if *n == 0 {
+                        act.to_webhook.remove(hook);
+                    }
+                }
+            }
             act.finished_since.get_or_insert_with(Instant::now);
             act.finished.push(attempt);
             act.fill_slots(ctx);
@@ -450,6 +488,13 @@ mod tests {
             timeout
         ));
         assert!(!may_start(&claimed_until(now - time::SECOND), now, timeout));
+    }
+
+    #[test]
+    fn a_webhook_gets_half_the_slots_at_most_and_always_one() {
+        assert_eq!(per_webhook(16), 8);
+        assert_eq!(per_webhook(3), 1);
+        assert_eq!(per_webhook(1), 1);
     }
 
     #[test]
