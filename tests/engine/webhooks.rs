@@ -1129,41 +1129,72 @@ async fn deliveries_stay_within_webhook_workers(backend: Backend) {
     assert!(hits.try_recv().is_err(), "a second delivery");
 }
 
-/// An e-shop whose endpoint does not answer holds half the slots at most: the other
-/// e-shop's notifications, though due after all of its, are delivered meanwhile.
-async fn a_webhook_that_hangs_holds_half_the_slots_and_the_others_go_on(backend: Backend) {
+/// Waits until `rx` holds `n` requests.
+async fn held(rx: &Receiver, n: usize, what: &str) {
+    eventually(Duration::from_secs(10), what, || {
+        std::future::ready(rx.in_flight() == n)
+    })
+    .await;
+}
+
+/// A webhook alone uses every slot but one; the one left serves another e-shop whose
+/// notifications came later; and as the first webhook's attempts end, the freed slots go
+/// to the others until each has its half. E-shop 1's endpoint does not answer (until
+/// released), e-shop 2's answers at once, e-shop 3's is held too.
+async fn a_webhook_that_hangs_leaves_a_slot_and_gives_back_half(backend: Backend) {
     const SLOTS: usize = 4;
-    let t = spawn(backend, |c| c.webhook_workers = SLOTS).await;
+    let t = spawn(backend, |c| {
+        c.webhook_workers = SLOTS;
+        // No attempt times out while it is held.
+        c.webhook_timeout = Duration::from_secs(60);
+    })
+    .await;
     let mut stuck = Receiver::start(|_| Reply::Held);
     register_for(&t, 1, &stuck.url).await;
     let mut fine = Receiver::start(|_| Reply::Status(200));
     register_for(&t, 2, &fine.url).await;
-    // E-shop 1's ten first, in a transaction of their own: older than e-shop 2's five.
-    outbox(&mut t.db.connect(), &[(1, 10)]);
-    outbox(&mut t.db.connect(), &[(2, 5)]);
+    let mut slow = Receiver::start(|_| Reply::Held);
+    register_for(&t, 3, &slow.url).await;
 
+    outbox(&mut t.db.connect(), &[(1, 10)]);
+    held(&stuck, SLOTS - 1, "e-shop 1 alone takes all slots but one").await;
+    outbox(&mut t.db.connect(), &[(2, 5)]);
     let mut ids = std::collections::HashSet::new();
     for _ in 0..5 {
         let hit = fine.next().await;
         assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
     }
-    eventually(
-        Duration::from_secs(10),
-        "the stuck webhook's share taken",
-        || std::future::ready(stuck.in_flight() == SLOTS / 2),
-    )
-    .await;
-    assert_eq!(stuck.most_in_flight(), SLOTS / 2);
+    assert_eq!(
+        stuck.in_flight(),
+        SLOTS - 1,
+        "e-shop 2 went through the slot left"
+    );
+
+    outbox(&mut t.db.connect(), &[(3, 3)]);
+    held(&slow, 1, "e-shop 3 takes the slot left").await;
+    // One of e-shop 1's is answered: its slot goes to e-shop 3, under its half.
+    stuck.release();
+    held(&slow, SLOTS / 2, "e-shop 3 gets its half").await;
+    held(&stuck, SLOTS / 2, "e-shop 1 keeps its half").await;
+
     for _ in 0..10 {
         stuck.release();
+    }
+    for _ in 0..3 {
+        slow.release();
     }
     for _ in 0..10 {
         let hit = stuck.next().await;
         assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
     }
-    assert_eq!(stuck.most_in_flight(), SLOTS / 2);
+    for _ in 0..3 {
+        let hit = slow.next().await;
+        assert!(ids.insert(hit.headers["webhook-id"].clone()), "a duplicate");
+    }
+    assert_eq!(stuck.most_in_flight(), SLOTS - 1);
+    assert_eq!(slow.most_in_flight(), SLOTS / 2);
     assert!(
-        fine.drain().is_empty() && stuck.drain().is_empty(),
+        fine.drain().is_empty() && stuck.drain().is_empty() && slow.drain().is_empty(),
         "a second delivery"
     );
 }
@@ -1383,7 +1414,7 @@ crate::on_both_backends!(
     one_recorded_batch_gives_each_attempt_its_outcome,
     a_batch_for_many_targets_is_delivered_once_each,
     deliveries_stay_within_webhook_workers,
-    a_webhook_that_hangs_holds_half_the_slots_and_the_others_go_on,
+    a_webhook_that_hangs_leaves_a_slot_and_gives_back_half,
     claims_keep_two_nodes_apart,
     delivers_signed_job_finished,
     retries_until_success,

@@ -16,10 +16,8 @@
 //! let the slots run dry (docs/benchmarks.md, "Seventh session"). Never more than
 //! `webhook_workers` requests are under way.
 //!
-//! No webhook gets more than half the slots ([`per_webhook`]): the oldest waiting
-//! notification whose webhook is under that share starts first, so an e-shop whose endpoint
-//! hangs holds at most half the node's deliveries for its timeouts, and every other
-//! e-shop's webhooks go on through the other half instead of queueing behind it.
+//! Slots are shared between webhooks ([`Slots`]): one busy e-shop alone uses all but one,
+//! an e-shop whose endpoint hangs cannot hold them all.
 //!
 //! A claim lasts [`CLAIM_TIMEOUTS`] attempts' timeouts and a margin, however many wait
 //! here: a waiting notification whose claim would run out before its attempt could time
@@ -46,6 +44,7 @@
 
 use super::deliver::{deliver, Delivered};
 use super::retry::{self, Next};
+use super::slots::Slots;
 use crate::actors::queue::Drain;
 use crate::actors::Shared;
 use crate::config::Config;
@@ -57,7 +56,7 @@ use crate::store::events::{Handed, Wake};
 use crate::store::{DeliveryRound, Handoff};
 use actix::prelude::*;
 use rand::Rng;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -93,11 +92,6 @@ pub(crate) fn claim_duration(config: &Config) -> Duration {
     config.webhook_timeout * CLAIM_TIMEOUTS + CLAIM_MARGIN
 }
 
-/// Most deliveries to one webhook under way at once, of `slots`: half of them, at least one.
-fn per_webhook(slots: usize) -> usize {
-    (slots / 2).max(1)
-}
-
 /// Whether a waiting delivery may start at `now`: its claim lasts until its attempt has
 /// timed out and been recorded. One that waited longer (every slot held by targets that
 /// hang) is let go: its claim runs out and a later claim takes it.
@@ -112,12 +106,9 @@ pub struct WebhookDispatcher {
     /// The guarded client: no private targets unless allowed, no redirects. One client,
     /// so its pool keeps a keep-alive connection per target across deliveries.
     client: GuardedClient,
-    /// Deliveries whose request is under way: each holds a slot.
-    delivering: usize,
-    /// Of those, how many go to each webhook (by id), for [`per_webhook`].
-    to_webhook: HashMap<String, usize>,
-    /// Claimed notifications waiting for a free slot, oldest claim first.
-    waiting: VecDeque<ClaimedDelivery>,
+    /// The delivery slots, the deliveries under way and the claimed notifications waiting
+    /// for a slot.
+    slots: Slots,
     /// Attempts that finished and wait for the next round to record them.
     finished: Vec<Attempt>,
     /// When the oldest of `finished` finished.
@@ -146,11 +137,9 @@ impl WebhookDispatcher {
             shared.config.webhook_timeout,
         ));
         WebhookDispatcher {
+            slots: Slots::new(shared.config.webhook_workers),
             shared,
             client,
-            delivering: 0,
-            to_webhook: HashMap::new(),
-            waiting: VecDeque::new(),
             finished: Vec::new(),
             finished_since: None,
             record_timer: false,
@@ -163,7 +152,7 @@ impl WebhookDispatcher {
         }
     }
 
-    fn slots(&self) -> usize {
+    fn slot_count(&self) -> usize {
         self.shared.config.webhook_workers.max(1)
     }
 
@@ -177,7 +166,8 @@ impl WebhookDispatcher {
         if self.draining {
             return 0;
         }
-        (self.slots() * (AHEAD + 1)).saturating_sub(self.delivering + self.waiting.len())
+        (self.slot_count() * (AHEAD + 1))
+            .saturating_sub(self.slots.delivering() + self.slots.waiting())
     }
 
     /// Offers the room to job ends of this node, none while a claim is under way.
@@ -230,7 +220,7 @@ impl WebhookDispatcher {
                         }
                         let full = limit > 0 && done.claimed.len() == limit;
                         act.want_claim |= full;
-                        act.waiting.extend(done.claimed);
+                        act.slots.wait(done.claimed);
                         act.fill_slots(ctx);
                         act.offer_room();
                         if full || act.wake_again || !act.finished.is_empty() {
@@ -256,7 +246,7 @@ impl WebhookDispatcher {
     /// one per slot, the oldest younger than [`RECORD_DELAY`], the node not draining. Sets
     /// the timer that starts the round when the oldest has waited that long.
     fn record_later(&mut self, ctx: &mut Context<Self>) -> bool {
-        if self.draining || self.finished.len() >= self.slots() {
+        if self.draining || self.finished.len() >= self.slot_count() {
             return false;
         }
         let now = Instant::now();
@@ -286,27 +276,10 @@ impl WebhookDispatcher {
         now
     }
 
-    /// Starts waiting deliveries while slots are free, oldest first among those whose
-    /// webhook is under its share; lets go of those whose claim would run out during their
-    /// attempt.
+    /// Starts waiting deliveries while slots are free, in the order [`Slots`] gives; lets
+    /// go of those whose claim would run out during their attempt.
     fn fill_slots(&mut self, ctx: &mut Context<Self>) {
-        let share = per_webhook(self.slots());
-        let mut next = 0;
-        while self.delivering < self.slots() {
-            let Some(d) = self.waiting.get(next) else {
-                return;
-            };
-            let under_way = d
-                .target
-                .as_ref()
-                .and_then(|t| self.to_webhook.get(&t.webhook_id))
-                .copied()
-                .unwrap_or(0);
-            if under_way >= share {
-                next += 1;
-                continue;
-            }
-            let d = self.waiting.remove(next).expect("just read");
+        while let Some(d) = self.slots.take_next() {
             if may_start(&d, time::now(), self.shared.config.webhook_timeout) {
                 self.start_delivery(d, ctx);
             } else {
@@ -320,10 +293,7 @@ impl WebhookDispatcher {
     }
 
     fn start_delivery(&mut self, d: ClaimedDelivery, ctx: &mut Context<Self>) {
-        self.delivering += 1;
-        if let Some(t) = &d.target {
-            *self.to_webhook.entry(t.webhook_id.clone()).or_default() += 1;
-        }
+        self.slots.started(&d);
         let client = self.client.clone();
         let config = self.shared.config.clone();
         let node = self.shared.node.clone();
@@ -344,15 +314,7 @@ impl WebhookDispatcher {
         }
         .into_actor(self)
         .map(|attempt, act, ctx| {
-            act.delivering -= 1;
-            if let Some(hook) = &attempt.webhook_id {
-                if let Some(n) = act.to_webhook.get_mut(hook) {
-                    *n -= 1;
-                    if *n == 0 {
-                        act.to_webhook.remove(hook);
-                    }
-                }
-            }
+            act.slots.ended(attempt.webhook_id.as_deref());
             act.finished_since.get_or_insert_with(Instant::now);
             act.finished.push(attempt);
             act.fill_slots(ctx);
@@ -364,8 +326,8 @@ impl WebhookDispatcher {
 
     fn check_drained(&mut self) {
         if self.draining
-            && self.delivering == 0
-            && self.waiting.is_empty()
+            && self.slots.delivering() == 0
+            && self.slots.waiting() == 0
             && self.finished.is_empty()
             && !self.in_round
         {
@@ -432,7 +394,7 @@ impl Handler<Wake> for WebhookDispatcher {
 impl Handler<Handed> for WebhookDispatcher {
     type Result = ();
     fn handle(&mut self, Handed(deliveries): Handed, ctx: &mut Context<Self>) {
-        self.waiting.extend(deliveries);
+        self.slots.wait(deliveries);
         self.fill_slots(ctx);
         self.offer_room();
     }
@@ -488,13 +450,6 @@ mod tests {
             timeout
         ));
         assert!(!may_start(&claimed_until(now - time::SECOND), now, timeout));
-    }
-
-    #[test]
-    fn a_webhook_gets_half_the_slots_at_most_and_always_one() {
-        assert_eq!(per_webhook(16), 8);
-        assert_eq!(per_webhook(3), 1);
-        assert_eq!(per_webhook(1), 1);
     }
 
     #[test]

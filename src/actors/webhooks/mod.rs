@@ -4,6 +4,7 @@
 mod deliver;
 mod dispatcher;
 pub mod retry;
+mod slots;
 
 pub(crate) use dispatcher::claim_duration;
 pub use dispatcher::WebhookDispatcher;
